@@ -1,0 +1,147 @@
+"""iNaturalist 2021, read from the official release layout.
+
+ROOT holds ``train.json``, ``train_mini.json`` and/or ``val.json`` (COCO-style:
+images, annotations, categories) and the image folders their ``file_name``
+fields name (``train/00000_Animalia_…/<uuid>.jpg``).  ROOT may be a local
+folder or any fsspec URL.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+from functools import cached_property
+
+import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vlconvert.records import ClassInfo, Record, Rejected, VLConvertError
+
+from ._coco import LabelledImages, join_labels, read_list, require_columns
+
+SPLIT_FILES = {"train": "train.json", "train_mini": "train_mini.json", "val": "val.json"}
+
+# (rank in the taxonomy, field of the category).  The species rank holds the
+# specific epithet, as in BioCLIP's taxonomic captions.
+RANK_FIELDS = (
+    ("kingdom", "kingdom"),
+    ("phylum", "phylum"),
+    ("class", "class"),
+    ("order", "order"),
+    ("family", "family"),
+    ("genus", "genus"),
+    ("species", "specific_epithet"),
+)
+
+
+class INat2021Adapter:
+    name = "inat2021"
+    description = "iNaturalist 2021: train.json / train_mini.json / val.json and their image folders (10,000 species)"
+
+    def __init__(self, root: str):
+        self.root = root
+        self._fs, self._root_path = fsspec.core.url_to_fs(root)
+        self._protocol = root.split("://", 1)[0] if "://" in root else None
+        if not self._fs.isdir(self._root_path):
+            raise VLConvertError(f"{root}: no such folder (the iNat-2021 root holds train.json / val.json)")
+        self._splits = [s for s, f in SPLIT_FILES.items() if self._fs.exists(self._json_path(s))]
+        if not self._splits:
+            raise VLConvertError(
+                f"{root}: found none of {', '.join(SPLIT_FILES.values())}; "
+                "point --root at the folder where the iNat-2021 annotation files were extracted"
+            )
+        self._parsed: dict[str, LabelledImages] = {}
+
+    def splits(self) -> list[str]:
+        return list(self._splits)
+
+    def classes(self) -> list[ClassInfo]:
+        return self._classes
+
+    def records(self, split: str) -> "INatRecords":
+        return INatRecords(self, split, self._parse(split).table)
+
+    def rejected(self, split: str) -> list[Rejected]:
+        return list(self._parse(split).rejected)
+
+    def image_location(self, file_name: str) -> str:
+        path = posixpath.join(self._root_path, file_name)
+        return f"{self._protocol}://{path}" if self._protocol and self._protocol != "file" else path
+
+    def _json_path(self, split: str) -> str:
+        return posixpath.join(self._root_path, SPLIT_FILES[split])
+
+    @cached_property
+    def _categories(self) -> pa.Table:
+        # Every split's file lists the same categories: read the smallest one.
+        split = min(self._splits, key=lambda s: self._fs.size(self._json_path(s)))
+        return _read_categories(self._fs, self._json_path(split))
+
+    @cached_property
+    def _classes(self) -> list[ClassInfo]:
+        return [_class_info(label, row) for label, row in enumerate(self._categories.to_pylist())]
+
+    def _parse(self, split: str) -> LabelledImages:
+        if split not in self._splits:
+            raise VLConvertError(f"{self.root}: split {split!r} not found; this root has {', '.join(self._splits)}")
+        if split not in self._parsed:
+            path = self._json_path(split)
+            images = read_list(self._fs, path, "images")
+            annotations = read_list(self._fs, path, "annotations")
+            self._parsed[split] = join_labels(images, annotations, self._categories["id"], split, path)
+        return self._parsed[split]
+
+
+class INatRecords(Sequence):
+    """The records of one split, built on demand from the Arrow table."""
+
+    def __init__(self, adapter: INat2021Adapter, split: str, table: pa.Table):
+        self._adapter, self._split, self._table = adapter, split, table
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.take(range(*index.indices(len(self))))
+        return self.take([index])[0]
+
+    def take(self, indices) -> list[Record]:
+        rows = self._table.take(pa.array(indices, pa.int64())).to_pylist()
+        return [self._record(row) for row in rows]
+
+    def _record(self, row: dict) -> Record:
+        file_name = row.pop("file_name")
+        label = row.pop("label")
+        return Record(
+            key=str(row["id"]),
+            image=self._adapter.image_location(file_name),
+            label=label,
+            split=self._split,
+            metadata=row,
+            source=file_name,
+        )
+
+
+def _read_categories(fs, path: str) -> pa.Table:
+    categories = read_list(fs, path, "categories")
+    require_columns(categories, ("id", "name"), path, "categories")
+    if categories.num_rows == 0:
+        raise VLConvertError(f"{path}: the 'categories' list is empty")
+    ids = categories["id"]
+    if pc.any(pc.is_null(ids)).as_py():
+        raise VLConvertError(f"{path}: a category has no id")
+    duplicates = pc.not_equal(pc.index_in(ids, value_set=ids), pa.array(range(len(ids))))
+    if pc.any(duplicates).as_py():
+        dup = ids.filter(duplicates)[0].as_py()
+        raise VLConvertError(f"{path}: category id {dup} appears more than once")
+    # A class's label is its position among the categories sorted by id.
+    return categories.take(pc.sort_indices(ids))
+
+
+def _class_info(label: int, row: dict) -> ClassInfo:
+    name = row.pop("name")
+    common_name = row.pop("common_name", None) or ""
+    taxonomy = tuple((rank, row[f]) for rank, f in RANK_FIELDS if row.get(f))
+    return ClassInfo(label=label, name=name, common_name=common_name, taxonomy=taxonomy, extra=row)

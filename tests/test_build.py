@@ -1,0 +1,171 @@
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from inat_layout import make_inat_root, read_json, write_image
+from PIL import Image
+
+import vlconvert
+from vlconvert import VLConvertError
+
+
+@pytest.fixture
+def root(tmp_path):
+    return make_inat_root(tmp_path / "inat", per_class={"train": 4, "val": 2})
+
+
+def samples(tar_path: Path) -> dict[str, dict[str, bytes]]:
+    """Every sample of a shard as {key: {extension: bytes}}, read with the stdlib tar reader."""
+    out: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(tar_path) as tar:
+        for member in tar.getmembers():
+            key, _, ext = member.name.partition(".")
+            out.setdefault(key, {})[ext] = tar.extractfile(member).read()
+    return out
+
+
+def all_samples(out: Path, split: str) -> dict[str, dict[str, bytes]]:
+    merged = {}
+    for shard in sorted((out / split).glob("*.tar")):
+        merged.update(samples(shard))
+    return merged
+
+
+def tree_digest(out: Path) -> dict[str, str]:
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_build_writes_shards_sizes_and_side_files(root, tmp_path):
+    out = tmp_path / "out"
+    summary = vlconvert.build("inat2021", str(root), str(out), shard_size=10)
+    assert summary.written == 72 and summary.errored == 0
+    assert set(summary.splits) == {"train", "val"}
+    for split, expected in (("train", 48), ("val", 24)):
+        sizes = read_json(out / split / "sizes.json")
+        assert sum(sizes.values()) == expected
+        assert sorted(sizes) == sorted(p.name for p in (out / split).glob("*.tar"))
+        assert all(n <= 10 for n in sizes.values())
+    classnames = (out / "classnames.txt").read_text(encoding="utf-8").splitlines()
+    assert len(classnames) == 12 and classnames[2] == "Trichonephila clavata"
+    assert all("{c}" in line for line in (out / "zeroshot_classification_templates.txt").read_text().splitlines())
+    assert (out / "errors.jsonl").read_text() == ""
+
+
+def test_sample_members_and_contents(root, tmp_path):
+    out = tmp_path / "out"
+    vlconvert.build("inat2021", str(root), str(out), splits=["val"], templates=["taxonomic_common", "common"])
+    val = all_samples(out, "val")
+    assert len(val) == 24
+    for key, members in val.items():
+        assert set(members) == {"jpg", "txt", "common.txt", "json", "cls"}
+        meta = json.loads(members["json"])
+        assert meta["key"] == key and str(meta["label"]) == members["cls"].decode()
+        assert (meta["width"], meta["height"]) == (64, 48)
+        assert meta["metadata"]["rights_holder"] == "Kōji Tanaka" and "date" in meta["metadata"]
+        assert meta["class_fields"]["supercategory"] and meta["taxonomy"]["kingdom"]
+        assert meta["class_name"] in members["txt"].decode()
+        source = root / meta["source"]
+        assert members["jpg"] == source.read_bytes()  # passed through untouched
+    joro = [m for m in val.values() if json.loads(m["json"])["class_name"] == "Trichonephila clavata"]
+    assert [m["common.txt"].decode() for m in joro] == ["a photo of Jorō Spider."] * 2
+    assert joro[0]["txt"].decode().endswith("Trichonephila clavata with common name Jorō Spider.")
+
+
+def test_manifest_accounts_for_every_record(root, tmp_path):
+    (root / read_json(root / "val.json")["images"][3]["file_name"]).unlink()
+    bad = root / read_json(root / "val.json")["images"][5]["file_name"]
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    summary = vlconvert.build("inat2021", str(root), str(out))
+    manifest = read_json(out / "manifest.json")
+    val = manifest["splits"]["val"]
+    assert (val["read"], val["written"], val["errored"]) == (24, 22, 2)
+    assert sum(s["samples"] for s in val["shards"]) == 22 == sum(val["class_counts"])
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert {e["reason"].split(":")[0] for e in errors} == {"image file not found", "not a recognised image format"}
+    assert all(e["split"] == "val" and e["stage"] == "image" and e["source"] for e in errors)
+    assert manifest["errors"] == {"file": "errors.jsonl", "count": 2, "by_stage": {"image": 2}}
+    assert summary.errored == 2 and summary.errors_by_stage == {"image": 2}
+    for shard in val["shards"]:
+        assert hashlib.sha256((out / shard["name"]).read_bytes()).hexdigest() == shard["sha256"]
+    assert manifest["default_template_used"] and manifest["templates"][0]["name"] == "taxonomic_common"
+    assert manifest["adapter"] == {"name": "inat2021", "root": str(root), "options": {}}
+
+
+def test_same_seed_gives_byte_identical_output_in_any_worker_count(root, tmp_path):
+    a = vlconvert.build("inat2021", str(root), str(tmp_path / "a"), shard_size=7, seed=3)
+    b = vlconvert.build("inat2021", str(root), str(tmp_path / "b"), shard_size=7, seed=3, workers=2)
+    assert a.shards == b.shards == 11
+    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
+    vlconvert.build("inat2021", str(root), str(tmp_path / "c"), shard_size=7, seed=4)
+    assert tree_digest(tmp_path / "a") != tree_digest(tmp_path / "c")
+
+
+def test_shuffle_mixes_classes_across_shards(root, tmp_path):
+    vlconvert.build("inat2021", str(root), str(tmp_path / "out"), splits=["train"], shard_size=12)
+    first = samples(tmp_path / "out" / "train" / "train-000000.tar")
+    assert len({m["cls"] for m in first.values()}) >= 6  # unshuffled, 12 samples would be 3 classes
+
+
+def test_byte_bound_rolls_over_to_more_shards(root, tmp_path):
+    summary = vlconvert.build("inat2021", str(root), str(tmp_path / "out"), splits=["val"], shard_max_bytes=8_000)
+    shards = summary.splits["val"].shards
+    assert len(shards) > 1 and sum(s["samples"] for s in shards) == 24
+    assert [s["name"] for s in shards] == [f"val/val-{i:06d}.tar" for i in range(len(shards))]
+    assert all(s["bytes"] <= 8_000 + 10_240 or s["samples"] == 1 for s in shards)
+
+
+def test_resize_reencodes_to_jpeg_shorter_side(tmp_path):
+    root = make_inat_root(tmp_path / "inat", per_class={"val": 1})
+    doc = read_json(root / "val.json")
+    png = root / doc["images"][0]["file_name"]
+    write_image(png, (10, 200, 30), size=(300, 200), fmt="PNG")  # a PNG behind a .jpg name
+    vlconvert.build("inat2021", str(root), str(tmp_path / "small"), resize=32)
+    vlconvert.build("inat2021", str(root), str(tmp_path / "orig"))
+    small = all_samples(tmp_path / "small", "val")[str(doc["images"][0]["id"])]
+    with Image.open(io.BytesIO(small["jpg"])) as img:
+        assert img.format == "JPEG" and img.size == (48, 32)
+    assert json.loads(small["json"])["width"] == 48
+    orig = all_samples(tmp_path / "orig", "val")[str(doc["images"][0]["id"])]
+    assert set(orig) >= {"png"} and orig["png"] == png.read_bytes()  # passthrough keeps the real format
+    vlconvert.build("inat2021", str(root), str(tmp_path / "large"), resize=100)
+    never_upscaled = all_samples(tmp_path / "large", "val")[str(doc["images"][1]["id"])]
+    with Image.open(io.BytesIO(never_upscaled["jpg"])) as img:
+        assert img.size == (64, 48)
+    assert read_json(tmp_path / "small" / "manifest.json")["image"]["resize"] == 32
+
+
+def test_output_folder_safety(root, tmp_path):
+    out = tmp_path / "out"
+    vlconvert.build("inat2021", str(root), str(out), splits=["val"])
+    with pytest.raises(VLConvertError, match="not empty; pass --overwrite"):
+        vlconvert.build("inat2021", str(root), str(out), splits=["val"])
+    vlconvert.build("inat2021", str(root), str(out), splits=["train"], overwrite=True)
+    assert not (out / "val").exists() and (out / "train" / "sizes.json").exists()
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("keep me")
+    with pytest.raises(VLConvertError, match="not a vlconvert build; refusing"):
+        vlconvert.build("inat2021", str(root), str(precious), overwrite=True)
+    assert (precious / "thesis.tex").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"splits": ["test"]}, "split 'test' not found; inat2021 has: train, val"),
+        ({"shard_size": 0}, "shard_size must be at least 1"),
+        ({"templates": ["nope"]}, "unknown template 'nope'"),
+    ],
+)
+def test_option_errors(root, tmp_path, kwargs, message):
+    with pytest.raises(VLConvertError, match=message):
+        vlconvert.build("inat2021", str(root), str(tmp_path / "out"), **kwargs)
+
+
+def test_unknown_adapter_lists_available(tmp_path):
+    with pytest.raises(VLConvertError, match="unknown adapter 'inat2022'; available: inat2021"):
+        vlconvert.build("inat2022", str(tmp_path), str(tmp_path / "out"))

@@ -1,0 +1,86 @@
+"""The installed ``vlconvert`` command, run as a user runs it."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from inat_layout import EXAMPLE, make_inat_root, read_json
+
+VLCONVERT = shutil.which("vlconvert", path=str(Path(sys.executable).parent)) or "vlconvert"
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([VLCONVERT, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_build_on_the_embedded_example(tmp_path):
+    result = run("build", "--adapter", "inat2021", "--root", str(EXAMPLE), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "wrote 156 samples in 2 shards" in result.stdout and "(train: 120 in 1 shard, val: 36 in 1 shard)" in result.stdout
+    assert "errors: 0" in result.stdout and "images/s" in result.stdout
+    assert sum(read_json(tmp_path / "out" / "train" / "sizes.json").values()) == 120
+
+
+def test_build_options_reach_the_manifest(tmp_path):
+    root = make_inat_root(tmp_path / "inat", per_class={"train": 2, "val": 1})
+    result = run("build", "-a", "inat2021", "-r", str(root), "-o", str(tmp_path / "out"), "--split", "val",
+                 "--template", "scientific", "--template", "common", "--shard-size", "5", "--shard-max-bytes", "2MB",
+                 "--seed", "7", "--workers", "2", "--resize", "40")
+    assert result.returncode == 0, result.stderr
+    manifest = read_json(tmp_path / "out" / "manifest.json")
+    assert list(manifest["splits"]) == ["val"]
+    assert [t["member"] for t in manifest["templates"]] == ["txt", "common.txt"]
+    assert (manifest["seed"], manifest["shard_size"], manifest["shard_max_bytes"]) == (7, 5, 2 * 1024 * 1024)
+    assert manifest["image"]["resize"] == 40 and len(manifest["splits"]["val"]["shards"]) == 3
+
+
+def test_rejected_records_are_reported(tmp_path):
+    root = make_inat_root(tmp_path / "inat", per_class={"val": 1})
+    (root / read_json(root / "val.json")["images"][0]["file_name"]).unlink()
+    result = run("build", "-a", "inat2021", "-r", str(root), "-o", str(tmp_path / "out"))
+    assert result.returncode == 0
+    assert "rejected 1 records (image: 1); reasons in" in result.stdout
+    error = json.loads((tmp_path / "out" / "errors.jsonl").read_text())
+    assert error["reason"].startswith("image file not found: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--adapter", "inat2021", "--root", "/nonexistent/inat"], "error: /nonexistent/inat: no such folder"),
+        (["--adapter", "cub9000", "--root", "."], "error: unknown adapter 'cub9000'; available: inat2021"),
+        (["--adapter", "inat2021", "--root", str(EXAMPLE), "--template", "missing.j2"], "error: template file missing.j2 does not exist"),
+        (["--adapter", "inat2021", "--root", str(EXAMPLE), "--split", "test"], "error: split 'test' not found"),
+    ],
+)
+def test_user_mistakes_exit_1_without_traceback(tmp_path, args, message):
+    result = run("build", *args, "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_usage_errors_exit_2(tmp_path):
+    result = run("build", "--adapter", "inat2021", "--out", str(tmp_path))
+    assert result.returncode == 2 and "Missing option '--root'" in result.stderr
+    result = run("build", "-a", "inat2021", "-r", ".", "-o", str(tmp_path), "--shard-max-bytes", "lots")
+    assert result.returncode == 2 and "'lots' is not a size" in result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["build"], ["adapters"], ["templates"]])
+def test_help_on_every_command(command):
+    result = run(*command, "--help")
+    assert result.returncode == 0 and "Usage: vlconvert" in result.stdout
+    if command == ["build"]:
+        for option in ("--adapter", "--root", "--out", "--split", "--template", "--resize", "--shard-size", "--workers", "--seed"):
+            assert option in result.stdout
+
+
+def test_adapters_and_templates_listings():
+    adapters = run("adapters")
+    assert adapters.returncode == 0 and adapters.stdout.startswith("inat2021 ") and "iNaturalist 2021" in adapters.stdout
+    templates = run("templates").stdout
+    assert "taxonomic_common" in templates and "a photo of Lumbricus terrestris." in templates

@@ -1,0 +1,30 @@
+"""vlconvert: fine-grained image-classification datasets → captioned webdataset shards.
+
+    import vlconvert
+    summary = vlconvert.build("inat2021", root="data/inat2021", out="shards/")
+
+Adapters work on their own too::
+
+    adapter = vlconvert.create_adapter("inat2021", "data/inat2021")
+    for record in adapter.records("val"): ...
+"""
+
+__version__ = "0.1.0"
+
+from .build import BuildSummary, SplitSummary, build  # noqa: E402
+from .records import Adapter, ClassInfo, Record, Rejected, VLConvertError  # noqa: E402
+from .registry import available_adapters, create_adapter  # noqa: E402
+
+__all__ = [
+    "Adapter",
+    "BuildSummary",
+    "ClassInfo",
+    "Record",
+    "Rejected",
+    "SplitSummary",
+    "VLConvertError",
+    "__version__",
+    "available_adapters",
+    "build",
+    "create_adapter",
+]

@@ -1,0 +1,237 @@
+"""``vlconvert.build``: adapter → plan → shard tasks (here or in workers) → manifest.
+
+Every record read ends in a shard or in ``errors.jsonl``; the manifest states
+both counts per split and the build fails loudly if they do not add up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import posixpath
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+
+from . import __version__
+from . import manifest as files
+from .captions import DEFAULT_TEMPLATE, ZEROSHOT_TEMPLATES_FILE, CaptionRenderer, builtin_resource, load_templates
+from .execute import ShardResult, ShardWriter, WorkerConfig, init_worker, run_task
+from .images import ImageOptions
+from .plan import ShardTask, plan_split
+from .records import Record, Rejected, VLConvertError, validate_classes
+from .registry import create_adapter
+
+DEFAULT_SHARD_SIZE = 1000
+DEFAULT_SHARD_MAX_BYTES = 1 << 30
+
+
+@dataclass
+class SplitSummary:
+    read: int
+    written: int
+    errored: int
+    shards: list[dict]
+    class_counts: list[int]
+
+
+@dataclass
+class BuildSummary:
+    out: str
+    splits: dict[str, SplitSummary]
+    seconds: float
+    errors_by_stage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def written(self) -> int:
+        return sum(s.written for s in self.splits.values())
+
+    @property
+    def errored(self) -> int:
+        return sum(s.errored for s in self.splits.values())
+
+    @property
+    def shards(self) -> int:
+        return sum(len(s.shards) for s in self.splits.values())
+
+    @property
+    def images_per_second(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _SplitPlan:
+    records: Sequence[Record]
+    rejected: list[Rejected]
+    tasks: list[ShardTask]
+
+
+def build(
+    adapter: str,
+    root: str,
+    out: str,
+    *,
+    splits: Sequence[str] | None = None,
+    templates: Sequence[str] | None = None,
+    resize: int | None = None,
+    quality: int = 95,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    shard_max_bytes: int = DEFAULT_SHARD_MAX_BYTES,
+    workers: int = 1,
+    seed: int = 0,
+    overwrite: bool = False,
+    adapter_options: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BuildSummary:
+    """Convert one dataset into captioned webdataset shards under ``out``.
+
+    ``progress(done, total)`` is called as records are finished.
+    Raises :class:`VLConvertError` for problems with the input or options.
+    """
+    started = time.perf_counter()
+    _check_numbers(resize=resize, quality=quality, shard_size=shard_size, shard_max_bytes=shard_max_bytes, workers=workers)
+    source = create_adapter(adapter, root, dict(adapter_options or {}))
+    classes = list(source.classes())
+    validate_classes(classes, adapter)
+    chosen = load_templates(list(templates or []))
+    renderer = CaptionRenderer(chosen, classes)
+    split_names = _choose_splits(source, splits)
+
+    plans = {s: _plan(source, s, seed, shard_size) for s in split_names}
+    first = next((p.records[0] for p in plans.values() if len(p.records)), None)
+    renderer.check_classes(first.metadata if first else None)
+
+    fs, out_path = fsspec.core.url_to_fs(out)
+    _prepare_out(fs, out, out_path, overwrite)
+    for s in split_names:
+        fs.makedirs(posixpath.join(out_path, s), exist_ok=True)
+    config = WorkerConfig(classes, chosen, ImageOptions(resize, quality), out, shard_size, shard_max_bytes)
+    total = sum(len(p.records) for p in plans.values())
+    results: dict[str, list[ShardResult]] = {s: [] for s in split_names}
+    done = 0
+    for result in _execute(config, plans, workers):
+        results[result.split].append(result)
+        done += sum(i.samples for i in result.shards) + len(result.rejected)
+        if progress:
+            progress(done, total)
+
+    summaries = {s: _finish_split(fs, out_path, s, plans[s], results[s], len(classes)) for s in split_names}
+    all_rejected = [r for s in split_names for r in plans[s].rejected] + [
+        r for s in split_names for res in sorted(results[s], key=lambda x: x.index) for r in res.rejected
+    ]
+    files.write_errors(fs, out_path, all_rejected)
+    files.write_classnames(fs, out_path, classes)
+    files.write_text(fs, posixpath.join(out_path, files.ZEROSHOT_TEMPLATES), builtin_resource(ZEROSHOT_TEMPLATES_FILE))
+    by_stage = dict(sorted(Counter(r.stage for r in all_rejected).items()))
+    files.write_json(fs, posixpath.join(out_path, files.MANIFEST), {
+        "format_version": files.FORMAT_VERSION,
+        "vlconvert_version": __version__,
+        "adapter": {"name": adapter, "root": root, "options": dict(adapter_options or {})},
+        "seed": seed,
+        "shard_size": shard_size,
+        "shard_max_bytes": shard_max_bytes,
+        "image": config.image.describe(),
+        "templates": [
+            {"name": t.name, "member": "txt" if i == 0 else f"{t.name}.txt", "origin": t.origin,
+             "sha256": hashlib.sha256(t.source.encode()).hexdigest()}
+            for i, t in enumerate(chosen)
+        ],
+        "default_template_used": not templates,
+        "default_template": DEFAULT_TEMPLATE,
+        "num_classes": len(classes),
+        "classnames": files.CLASSNAMES,
+        "zeroshot_templates": files.ZEROSHOT_TEMPLATES,
+        "errors": {"file": files.ERRORS, "count": len(all_rejected), "by_stage": by_stage},
+        "splits": {s: vars(summary) for s, summary in summaries.items()},
+    })
+    return BuildSummary(out, summaries, time.perf_counter() - started, by_stage)
+
+
+def _check_numbers(**values: int | None) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise VLConvertError(f"{name} must be at least 1, got {value}")
+    if not 1 <= values["quality"] <= 100:
+        raise VLConvertError(f"quality must be between 1 and 100, got {values['quality']}")
+
+
+def _choose_splits(source, splits: Sequence[str] | None) -> list[str]:
+    available = list(source.splits())
+    chosen = list(dict.fromkeys(splits)) if splits else available
+    unknown = [s for s in chosen if s not in available]
+    if unknown:
+        raise VLConvertError(f"split {unknown[0]!r} not found; {source.name} has: {', '.join(available)}")
+    return chosen
+
+
+def _plan(source, split: str, seed: int, shard_size: int) -> _SplitPlan:
+    records = source.records(split)
+    if not isinstance(records, Sequence):
+        records = list(records)  # plugin adapters may yield; planning needs random access
+    return _SplitPlan(records, list(source.rejected(split)), plan_split(split, len(records), seed, shard_size))
+
+
+def _take(records: Sequence[Record], positions) -> list[Record]:
+    take = getattr(records, "take", None)
+    return take(positions) if take else [records[i] for i in positions]
+
+
+def _execute(config: WorkerConfig, plans: dict[str, _SplitPlan], workers: int) -> Iterator[ShardResult]:
+    work = ((p.records, t) for p in plans.values() for t in p.tasks)
+    if workers == 1:
+        writer = ShardWriter(config)
+        for records, task in work:
+            yield writer.write(task.split, task.index, _take(records, task.positions))
+        return
+    # spawn, not fork: the parent holds Arrow thread pools that do not survive fork.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=(config,)) as pool:
+        pending = set()
+        for records, task in work:
+            # A bounded window keeps only a few tasks' records in flight at a time.
+            if len(pending) >= 2 * workers:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in finished)
+            pending.add(pool.submit(run_task, task.split, task.index, _take(records, task.positions)))
+        for future in pending:
+            yield future.result()
+
+
+def _finish_split(fs, out_path: str, split: str, plan: _SplitPlan, results: list[ShardResult], num_classes: int) -> SplitSummary:
+    """Give the split's shards their final, consecutive names; account for every record."""
+    split_dir = posixpath.join(out_path, split)
+    shards, counts = [], Counter()
+    for result in sorted(results, key=lambda r: r.index):
+        counts.update(result.class_counts)
+        for info in result.shards:
+            name = files.shard_name(split, len(shards))
+            fs.mv(info.path, posixpath.join(split_dir, name))
+            shards.append({"name": f"{split}/{name}", "samples": info.samples, "bytes": info.bytes, "sha256": info.sha256})
+    files.write_sizes(fs, split_dir, shards)
+    written = sum(s["samples"] for s in shards)
+    errored = len(plan.rejected) + sum(len(r.rejected) for r in results)
+    read = len(plan.records) + len(plan.rejected)
+    if written + errored != read:
+        raise RuntimeError(f"split {split}: {read} records read but {written} written + {errored} rejected")
+    return SplitSummary(read, written, errored, shards, [counts.get(label, 0) for label in range(num_classes)])
+
+
+def _prepare_out(fs, out: str, out_path: str, overwrite: bool) -> None:
+    try:
+        existing = fs.ls(out_path, detail=False) if fs.isdir(out_path) else []
+    except FileNotFoundError:
+        existing = []
+    if fs.isfile(out_path):
+        raise VLConvertError(f"{out}: is a file; --out names the folder the shards go into")
+    if existing:
+        if not overwrite:
+            raise VLConvertError(f"{out}: folder is not empty; pass --overwrite to replace an earlier vlconvert build there")
+        if not fs.exists(posixpath.join(out_path, files.MANIFEST)):
+            raise VLConvertError(f"{out}: not empty and holds no {files.MANIFEST}, so it is not a vlconvert build; refusing to delete it")
+        fs.rm(out_path, recursive=True)
+    fs.makedirs(out_path, exist_ok=True)

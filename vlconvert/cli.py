@@ -1,0 +1,153 @@
+"""The ``vlconvert`` command.
+
+Exit codes: 0 the build finished (rejected records, if any, are listed in
+OUT/errors.jsonl); 1 a problem with the input or options, explained in one
+message; 2 a command-line usage error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import click
+
+from . import __version__
+from .build import DEFAULT_SHARD_MAX_BYTES, DEFAULT_SHARD_SIZE, BuildSummary, build
+from .captions import builtin_resource, builtin_template_names
+from .records import VLConvertError
+from .registry import available_adapters, describe
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+class ByteSize(click.ParamType):
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        match = _SIZE_RE.match(str(value))
+        if not match:
+            self.fail(f"{value!r} is not a size such as 500MB or 2GB", param, ctx)
+        return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def _key_value(ctx, param, values):
+    options = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", ctx, param)
+        options[key] = value
+    return options
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="vlconvert")
+def cli() -> None:
+    """Turn fine-grained image-classification datasets into captioned webdataset shards
+    for CLIP / LiT training.
+
+    Start with `vlconvert build --help`.
+    """
+
+
+@cli.command("build", epilog="Exit codes: 0 built (see OUT/errors.jsonl for rejected records), 1 bad input or options, 2 usage error.")
+@click.option("--adapter", "-a", required=True, help="Dataset reader, e.g. inat2021 (see `vlconvert adapters`).")
+@click.option("--root", "-r", required=True, help="The dataset's folder (or fsspec URL), in its official release layout.")
+@click.option("--out", "-o", required=True, help="Output folder (or fsspec URL) for shards and side files.")
+@click.option("--split", "splits", multiple=True, help="Split to convert; repeat for several. Default: every split found.")
+@click.option("--template", "-t", "templates", multiple=True, metavar="NAME|FILE.j2",
+              help="Caption template: a built-in name or a .j2 file. The first fills KEY.txt, each further one "
+                   "KEY.<name>.txt. Default: taxonomic_common. See `vlconvert templates`.")
+@click.option("--resize", type=click.IntRange(min=1), metavar="N",
+              help="Re-encode as JPEG with the shorter side N (never upscaled). Default: original bytes pass through.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality when re-encoding.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True, help="Most samples per shard.")
+@click.option("--shard-max-bytes", type=ByteSize(), default="1GiB", show_default=True, help="Most bytes per shard, e.g. 500MB.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Processes writing shards in parallel.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the global shuffle; same inputs and seed give identical shards.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier vlconvert build in OUT.")
+@click.option("--option", "adapter_options", multiple=True, metavar="KEY=VALUE", callback=_key_value,
+              help="An option passed to the adapter; repeat for several.")
+def build_command(adapter, root, out, splits, templates, resize, quality, shard_size, shard_max_bytes, workers, seed, overwrite, adapter_options):
+    """Convert a dataset into webdataset tar shards with captions.
+
+    \b
+    Writes OUT/<split>/<split>-NNNNNN.tar, each split's sizes.json, and
+    OUT/manifest.json, classnames.txt, zeroshot_classification_templates.txt
+    and errors.jsonl.
+
+    \b
+    Example:
+      vlconvert build --adapter inat2021 --root data/inat2021 --out shards/ \\
+          --split train --split val --resize 256 --workers 8
+    """
+    click.echo(f"reading {adapter} dataset at {root}", err=True)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label="writing shards", file=sys.stderr, show_pos=True)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        summary = build(
+            adapter, root, out, splits=splits, templates=templates, resize=resize, quality=quality,
+            shard_size=shard_size, shard_max_bytes=shard_max_bytes, workers=workers, seed=seed,
+            overwrite=overwrite, adapter_options=adapter_options, progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    _print_summary(summary)
+
+
+def _print_summary(summary: BuildSummary) -> None:
+    per_split = ", ".join(f"{name}: {s.written} in {len(s.shards)} shard{'s' * (len(s.shards) != 1)}" for name, s in summary.splits.items())
+    click.echo(f"wrote {summary.written} samples in {summary.shards} shards to {summary.out} ({per_split})")
+    if summary.errored:
+        stages = ", ".join(f"{stage}: {n}" for stage, n in summary.errors_by_stage.items())
+        click.echo(f"rejected {summary.errored} records ({stages}); reasons in {summary.out.rstrip('/')}/errors.jsonl")
+    else:
+        click.echo("errors: 0")
+    click.echo(f"{summary.images_per_second:.1f} images/s ({summary.seconds:.1f} s)")
+
+
+@cli.command("adapters")
+def adapters_command():
+    """List the dataset adapters: built-in and installed plugins."""
+    for name, entry in available_adapters().items():
+        origin = "" if entry.origin == "built-in" else f"  [{entry.origin}]"
+        click.echo(f"{name:16} {describe(entry)}{origin}")
+
+
+@cli.command("templates")
+def templates_command():
+    """List the built-in caption templates with what each renders."""
+    for name in builtin_template_names():
+        source = builtin_resource(f"{name}.j2")
+        header = re.search(r"\{#-?(.*?)-?#\}", source, re.DOTALL)
+        text = " ".join(header.group(1).split()) if header else ""
+        click.echo(f"{name:20} {text.removeprefix(name + ':').strip()}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except VLConvertError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,111 @@
+"""Executes shard tasks: read image → prepare → caption → write, one shard per task.
+
+A worker needs only the classes, the templates, the image options and the
+output location (a ``WorkerConfig``), plus the records of its task.  It is
+the same code in this process and in a pool worker.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import fsspec
+
+from .captions import CaptionError, CaptionRenderer, Template
+from .images import ImageError, ImageOptions, prepare, read_bytes
+from .records import ClassInfo, Record, Rejected
+from .shards import ShardInfo, ShardSink, TarShard
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    classes: Sequence[ClassInfo]
+    templates: Sequence[Template]
+    image: ImageOptions
+    out: str  # the build's output folder, local path or fsspec URL
+    max_samples: int
+    max_bytes: int
+
+
+@dataclass
+class ShardResult:
+    split: str
+    index: int
+    shards: list[ShardInfo]
+    rejected: list[Rejected] = field(default_factory=list)
+    class_counts: Counter = field(default_factory=Counter)
+
+
+def temp_shard_path(out_path: str, split: str, index: int, part: int) -> str:
+    return posixpath.join(out_path, split, f"_tmp-{index:06d}-{part:03d}.tar")
+
+
+class ShardWriter:
+    def __init__(self, config: WorkerConfig):
+        self.config = config
+        self.fs, self.out_path = fsspec.core.url_to_fs(config.out)
+        self.captions = CaptionRenderer(config.templates, config.classes)
+
+    def write(self, split: str, index: int, records: Sequence[Record]) -> ShardResult:
+        def open_part(part: int) -> TarShard:
+            path = temp_shard_path(self.out_path, split, index, part)
+            return TarShard(self.fs.open(path, "wb"), path)
+
+        sink = ShardSink(open_part, self.config.max_samples, self.config.max_bytes)
+        result = ShardResult(split, index, [])
+        for record in records:
+            try:
+                members = self._members(record)
+            except (ImageError, CaptionError) as exc:
+                stage = "image" if isinstance(exc, ImageError) else "caption"
+                result.rejected.append(Rejected(split, record.key, record.source or _describe(record.image), str(exc), stage))
+                continue
+            sink.write(record.key, members)
+            result.class_counts[record.label] += 1
+        result.shards = sink.close()
+        return result
+
+    def _members(self, record: Record) -> list[tuple[str, bytes]]:
+        captions = self.captions.render(record)
+        image = prepare(read_bytes(record.image), self.config.image)
+        cls = self.config.classes[record.label]
+        sample = {
+            "key": record.key,
+            "split": record.split,
+            "label": record.label,
+            "class_name": cls.name,
+            "common_name": cls.common_name,
+            "taxonomy": cls.ranks,
+            "class_fields": dict(cls.extra),
+            "source": record.source or _describe(record.image),
+            "width": image.width,
+            "height": image.height,
+            "metadata": dict(record.metadata),
+        }
+        members = [(image.extension, image.data), ("txt", captions[0].encode())]
+        members += [(f"{t.name}.txt", c.encode()) for t, c in zip(self.config.templates[1:], captions[1:])]
+        members.append(("json", json.dumps(sample, ensure_ascii=False, default=str).encode()))
+        members.append(("cls", str(record.label).encode()))
+        return members
+
+
+def _describe(image: str | bytes) -> str:
+    return image if isinstance(image, str) else f"<{len(image)} bytes>"
+
+
+# Pool workers keep one ShardWriter for their lifetime (templates compiled once).
+_worker: ShardWriter | None = None
+
+
+def init_worker(config: WorkerConfig) -> None:
+    global _worker
+    _worker = ShardWriter(config)
+
+
+def run_task(split: str, index: int, records: Sequence[Record]) -> ShardResult:
+    assert _worker is not None, "init_worker was not called in this process"
+    return _worker.write(split, index, records)
