@@ -2,12 +2,16 @@
 
 iNat-2021's train.json is about 1 GB with 2.7M images: loaded with ``json.load``
 it would become several GB of Python dicts.  ijson's C backend parses one list
-item at a time and pyarrow packs each chunk into columns, so peak memory stays
-near the size of the useful columns, not of the document.
+item at a time; every chunk of items is packed into Arrow columns and written
+to an Arrow IPC file in a spill folder, then memory-mapped back.  Planning
+touches only the id and label columns, so the process keeps a few hundred MB
+resident however large the file is, and the page cache holds the rest.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ijson
@@ -16,21 +20,25 @@ import pyarrow.compute as pc
 
 from vlconvert.records import Rejected, VLConvertError
 
-_CHUNK = 50_000
+_CHUNK = 20_000
 _READ_BUFFER = 1 << 20
 
 
-def read_list(fs, path: str, section: str) -> pa.Table:
-    """Every item of the top-level list ``section`` as one table; missing fields are null."""
+def read_list(fs, path: str, section: str, spill_dir: str | None = None) -> pa.Table:
+    """Every item of the top-level list ``section`` as one table; missing fields are null.
+
+    With ``spill_dir`` the columns live in memory-mapped files there, not on the heap.
+    """
     chunks: list[pa.Table] = []
     pending: list[dict] = []
 
     def flush() -> None:
         try:
-            chunks.append(pa.Table.from_struct_array(pa.array(pending)))
+            table = pa.Table.from_struct_array(pa.array(pending))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise VLConvertError(f"{path}: the {section!r} list has fields of mixed types: {exc}") from exc
         pending.clear()
+        chunks.append(_spill(table, os.path.join(spill_dir, f"{section}-{len(chunks):05d}.arrow")) if spill_dir else table)
 
     try:
         with fs.open(path, "rb") as stream:
@@ -52,6 +60,12 @@ def read_list(fs, path: str, section: str) -> pa.Table:
         raise VLConvertError(f"{path}: the {section!r} list has fields of mixed types: {exc}") from exc
 
 
+def _spill(table: pa.Table, path: str) -> pa.Table:
+    with pa.ipc.new_file(path, table.schema) as writer:
+        writer.write_table(table)
+    return pa.ipc.open_file(pa.memory_map(path)).read_all()
+
+
 def require_columns(table: pa.Table, columns: tuple[str, ...], path: str, section: str) -> None:
     missing = [c for c in columns if c not in table.column_names]
     if missing and table.num_rows:
@@ -62,7 +76,8 @@ def require_columns(table: pa.Table, columns: tuple[str, ...], path: str, sectio
 class LabelledImages:
     """The images of one split joined to their labels, plus what could not be joined."""
 
-    table: pa.Table  # the image fields, plus "label"; one row per usable image
+    table: pa.Table  # every image entry's fields, plus "label"
+    rows: pa.Array  # positions in ``table`` of the usable images; a filtered copy would double memory
     rejected: list[Rejected] = field(default_factory=list)
 
 
@@ -75,42 +90,46 @@ def join_labels(
     """
     require_columns(images, ("id", "file_name"), path, "images")
     require_columns(annotations, ("image_id", "category_id"), path, "annotations")
-    n = images.num_rows
-    if n == 0:
-        return LabelledImages(images.append_column("label", pa.array([], pa.int64())))
+    if images.num_rows == 0:
+        return LabelledImages(images.append_column("label", pa.array([], pa.int64())), pa.array([], pa.int64()))
     ids = images["id"]
-    reasons: list[str | None] = [None] * n
-
-    def reject(mask, reason_for) -> None:
-        for i in pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist():
-            if reasons[i] is None:
-                reasons[i] = reason_for(i)
-
-    positions = pa.array(range(n), pa.int64())
-    reject(pc.is_null(ids), lambda i: "image entry has no id")
-    reject(pc.is_null(images["file_name"]), lambda i: "image entry has no file_name")
-    first = pc.index_in(ids, value_set=ids)
-    reject(pc.not_equal(first, positions), lambda i: f"duplicate image id {ids[i].as_py()} (first at images[{first[i].as_py()}])")
-
     ann_ids = annotations["image_id"] if annotations.num_rows else pa.array([], ids.type)
     ann_cats = annotations["category_id"] if annotations.num_rows else pa.array([], pa.int64())
-    ann_pos = pc.index_in(ids, value_set=ann_ids)
-    reject(pc.is_null(ann_pos), lambda i: f"image id {ids[i].as_py()} has no annotation")
-    conflicting = _images_with_conflicting_labels(ann_ids, ann_cats)
-    reject(pc.is_in(ids, value_set=conflicting), lambda i: f"image id {ids[i].as_py()} has annotations with different category ids")
-    cat = pc.take(ann_cats, ann_pos)
-    label = pc.index_in(cat, value_set=category_ids)
-    reject(pc.and_(pc.is_valid(cat), pc.is_null(label)), lambda i: f"unknown category id {cat[i].as_py()}")
-    reject(pc.is_null(cat), lambda i: f"image id {ids[i].as_py()} has an annotation without category_id")
+    try:
+        first = pc.index_in(ids, value_set=ids)
+        ann_pos = pc.index_in(ids, value_set=ann_ids)
+        conflicting = pc.is_in(ids, value_set=_images_with_conflicting_labels(ann_ids, ann_cats))
+        cat = pc.take(ann_cats, ann_pos)
+        label = pc.index_in(cat, value_set=category_ids)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise VLConvertError(f"{path}: image ids, annotation image_ids and category ids must be of matching types ({exc})") from exc
 
-    keep = pa.array([r is None for r in reasons])
-    rejected = [
-        Rejected(split, _key_text(ids[i].as_py(), i), f"{path} images[{i}] {images['file_name'][i].as_py()}", reason)
-        for i, reason in enumerate(reasons)
-        if reason is not None
+    def id_of(i: int):
+        return ids[i].as_py()
+
+    # In order of precedence: an image gets the first reason that applies.
+    checks: list[tuple[pa.Array, Callable[[int], str]]] = [
+        (pc.is_null(ids), lambda i: "image entry has no id"),
+        (pc.is_null(images["file_name"]), lambda i: "image entry has no file_name"),
+        (pc.not_equal(first, pa.array(range(len(ids)), first.type)), lambda i: f"duplicate image id {id_of(i)} (first at images[{first[i].as_py()}])"),
+        (pc.is_null(ann_pos), lambda i: f"image id {id_of(i)} has no annotation"),
+        (conflicting, lambda i: f"image id {id_of(i)} has annotations with different category ids"),
+        (pc.is_null(cat), lambda i: f"image id {id_of(i)} has an annotation without category_id"),
+        (pc.is_null(label), lambda i: f"unknown category id {cat[i].as_py()}"),
     ]
-    table = images.append_column("label", label.cast(pa.int64())).filter(keep)
-    return LabelledImages(table, rejected)
+    reasons: dict[int, str] = {}
+    bad = pa.repeat(False, len(ids))
+    for mask, reason in checks:
+        mask = pc.fill_null(mask, False)
+        for i in pc.indices_nonzero(pc.and_not(mask, bad)).to_pylist():
+            reasons[i] = reason(i)
+        bad = pc.or_(bad, mask)
+    rejected = [
+        Rejected(split, _key_text(id_of(i), i), f"{path} images[{i}] {images['file_name'][i].as_py()}", reasons[i])
+        for i in sorted(reasons)
+    ]
+    rows = pc.indices_nonzero(pc.invert(bad)).cast(pa.int64())
+    return LabelledImages(images.append_column("label", label.cast(pa.int64())), rows, rejected)
 
 
 def _images_with_conflicting_labels(ann_ids: pa.Array, ann_cats: pa.Array) -> pa.Array:

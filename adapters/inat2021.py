@@ -8,8 +8,15 @@ folder or any fsspec URL.
 
 from __future__ import annotations
 
+import os
 import posixpath
+import shutil
+import tempfile
+import weakref
+from bisect import bisect_right
+from collections import defaultdict
 from collections.abc import Sequence
+from itertools import accumulate
 from functools import cached_property
 
 import fsspec
@@ -39,8 +46,9 @@ class INat2021Adapter:
     name = "inat2021"
     description = "iNaturalist 2021: train.json / train_mini.json / val.json and their image folders (10,000 species)"
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, spill_dir: str | None = None):
         self.root = root
+        self._spill_parent = spill_dir
         self._fs, self._root_path = fsspec.core.url_to_fs(root)
         self._protocol = root.split("://", 1)[0] if "://" in root else None
         if not self._fs.isdir(self._root_path):
@@ -60,7 +68,8 @@ class INat2021Adapter:
         return self._classes
 
     def records(self, split: str) -> "INatRecords":
-        return INatRecords(self, split, self._parse(split).table)
+        parsed = self._parse(split)
+        return INatRecords(self, split, parsed.table, parsed.rows)
 
     def rejected(self, split: str) -> list[Rejected]:
         return list(self._parse(split).rejected)
@@ -71,6 +80,13 @@ class INat2021Adapter:
 
     def _json_path(self, split: str) -> str:
         return posixpath.join(self._root_path, SPLIT_FILES[split])
+
+    @cached_property
+    def _spill_dir(self) -> str:
+        # The parsed JSON is memory-mapped from here; it goes when the adapter does.
+        folder = tempfile.mkdtemp(prefix="vlconvert-inat2021-", dir=self._spill_parent)
+        weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
+        return folder
 
     @cached_property
     def _categories(self) -> pa.Table:
@@ -87,8 +103,10 @@ class INat2021Adapter:
             raise VLConvertError(f"{self.root}: split {split!r} not found; this root has {', '.join(self._splits)}")
         if split not in self._parsed:
             path = self._json_path(split)
-            images = read_list(self._fs, path, "images")
-            annotations = read_list(self._fs, path, "annotations")
+            spill = os.path.join(self._spill_dir, split)
+            os.makedirs(spill, exist_ok=True)
+            images = read_list(self._fs, path, "images", spill)
+            annotations = read_list(self._fs, path, "annotations", spill)
             self._parsed[split] = join_labels(images, annotations, self._categories["id"], split, path)
         return self._parsed[split]
 
@@ -96,11 +114,15 @@ class INat2021Adapter:
 class INatRecords(Sequence):
     """The records of one split, built on demand from the Arrow table."""
 
-    def __init__(self, adapter: INat2021Adapter, split: str, table: pa.Table):
-        self._adapter, self._split, self._table = adapter, split, table
+    def __init__(self, adapter: INat2021Adapter, split: str, table: pa.Table, rows: pa.Array):
+        self._adapter, self._split, self._rows = adapter, split, rows
+        # Table.take on a many-chunk table first concatenates every column (a full
+        # copy), so rows are looked up chunk by chunk instead.
+        self._batches = table.to_batches()
+        self._offsets = list(accumulate((b.num_rows for b in self._batches), initial=0))
 
     def __len__(self) -> int:
-        return self._table.num_rows
+        return len(self._rows)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
@@ -108,8 +130,16 @@ class INatRecords(Sequence):
         return self.take([index])[0]
 
     def take(self, indices) -> list[Record]:
-        rows = self._table.take(pa.array(indices, pa.int64())).to_pylist()
-        return [self._record(row) for row in rows]
+        wanted: dict[int, list[tuple[int, int]]] = defaultdict(list)  # batch → [(row in batch, output position)]
+        for position, row in enumerate(self._rows.take(pa.array(indices, pa.int64())).to_pylist()):
+            batch = bisect_right(self._offsets, row) - 1
+            wanted[batch].append((row - self._offsets[batch], position))
+        out: list[Record | None] = [None] * len(indices)
+        for batch, items in wanted.items():
+            rows = self._batches[batch].take(pa.array([r for r, _ in items], pa.int64())).to_pylist()
+            for (_, position), row in zip(items, rows):
+                out[position] = self._record(row)
+        return out
 
     def _record(self, row: dict) -> Record:
         file_name = row.pop("file_name")

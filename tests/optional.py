@@ -1,3 +1,4 @@
+import importlib
 import os
 
 import pytest
@@ -6,5 +7,5 @@ import pytest
 def require(module: str):
     """Import an optional dependency; skip without it, except in CI, where a skip would hide a failure."""
     if os.environ.get("CI"):
-        return __import__(module)
+        return importlib.import_module(module)
     return pytest.importorskip(module)

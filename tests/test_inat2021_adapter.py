@@ -1,3 +1,5 @@
+import gc
+
 import pytest
 from inat_layout import SHARED_CATEGORIES, category, example_categories, make_inat_root, read_json, write_json
 
@@ -115,3 +117,25 @@ def test_all_10000_real_categories_label_equals_id(tmp_path):
     assert len(classes) == 10_000
     assert all(c.label == c.extra["id"] for c in classes)
     assert classes[44].common_name == "Jorō Spider"
+
+
+def test_records_taken_across_spilled_chunks_keep_their_order(tmp_path, monkeypatch):
+    from vlconvert.adapters import _coco
+
+    monkeypatch.setattr(_coco, "_CHUNK", 7)  # 36 images → 6 spilled chunks
+    make_inat_root(tmp_path / "inat", per_class={"train": 3})
+    doc = read_json(tmp_path / "inat" / "train.json")
+    doc["images"][10]["file_name"] = None  # one rejected row shifts every later position
+    write_json(tmp_path / "inat" / "train.json", doc)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    adapter = INat2021Adapter(str(tmp_path / "inat"), spill_dir=str(spill))
+    records = adapter.records("train")
+    assert len(list(spill.glob("*/train/images-*.arrow"))) == 6
+    expected = [str(img["id"]) for i, img in enumerate(doc["images"]) if i != 10]
+    order = [34, 0, 13, 9, 10, 22, 7, 6]
+    assert [r.key for r in records.take(order)] == [expected[i] for i in order]
+    assert [r.key for r in records[3:5]] == expected[3:5]
+    del adapter, records
+    gc.collect()
+    assert list(spill.iterdir()) == []  # the spill folder goes with the adapter
