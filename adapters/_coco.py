@@ -18,26 +18,34 @@ import ijson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vlconvert.records import Rejected, VLConvertError
+from vlconvert.records import KEY_PATTERN, Rejected, VLConvertError
 
-_CHUNK = 20_000
+CHUNK_ROWS = 20_000
 _READ_BUFFER = 1 << 20
+_MISSING = object()
+ESCAPES_ROOT = "_file_name_escapes_root"
 
 
-def read_list(fs, path: str, section: str, spill_dir: str | None = None) -> pa.Table:
+def read_list(
+    fs, path: str, section: str, spill_dir: str | None = None, chunk_rows: int = CHUNK_ROWS,
+    annotate: Callable[[pa.Table], pa.Table] | None = None,
+) -> pa.Table:
     """Every item of the top-level list ``section`` as one table; missing fields are null.
 
     With ``spill_dir`` the columns live in memory-mapped files there, not on the heap.
+    ``annotate`` may add derived columns to each chunk while it is still in memory:
+    a check over a whole spilled column would page all of it back in.
     """
     chunks: list[pa.Table] = []
+    starts: list[int] = []  # index in the list of each chunk's first item, for error messages
     pending: list[dict] = []
 
     def flush() -> None:
-        try:
-            table = pa.Table.from_struct_array(pa.array(pending))
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise VLConvertError(f"{path}: the {section!r} list has fields of mixed types: {exc}") from exc
+        starts.append(sum(len(c) for c in chunks))
+        table = _to_table(pending, path, section, starts[-1])
         pending.clear()
+        if annotate:
+            table = annotate(table)
         chunks.append(_spill(table, os.path.join(spill_dir, f"{section}-{len(chunks):05d}.arrow")) if spill_dir else table)
 
     try:
@@ -46,18 +54,68 @@ def read_list(fs, path: str, section: str, spill_dir: str | None = None) -> pa.T
                 if not isinstance(item, dict):
                     raise VLConvertError(f"{path}: every entry of {section!r} must be an object, found {item!r}")
                 pending.append(item)
-                if len(pending) == _CHUNK:
+                if len(pending) == chunk_rows:
                     flush()
     except ijson.JSONError as exc:
         raise VLConvertError(f"{path}: not valid JSON ({exc})") from exc
     if pending:
         flush()
     if not chunks:
+        _require_section(fs, path, section)
         return pa.table({})
     try:
         return pa.concat_tables(chunks, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise VLConvertError(f"{path}: the {section!r} list has fields of mixed types: {exc}") from exc
+        raise VLConvertError(_conflict_between_chunks(chunks, starts, path, section) or f"{path}: {section}: {exc}") from exc
+
+
+def _require_section(fs, path: str, section: str) -> None:
+    # Only reached when the list yielded nothing: tell "empty" from "absent".
+    with fs.open(path, "rb") as stream:
+        if next(ijson.items(stream, section, buf_size=_READ_BUFFER), _MISSING) is _MISSING:
+            raise VLConvertError(f"{path}: has no {section!r} list; is this a COCO-style annotation file?")
+
+
+def _to_table(items: list[dict], path: str, section: str, start: int) -> pa.Table:
+    try:
+        return pa.Table.from_struct_array(pa.array(items))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        for field in dict.fromkeys(k for item in items for k in item):
+            values = [item.get(field) for item in items]
+            kinds = [_kind(v) for v in values if v is not None]
+            for i, value in enumerate(values):
+                if value is not None and kinds and _kind(value) != kinds[0]:
+                    raise VLConvertError(
+                        f"{path}: {section}[{start + i}].{field} is {value!r}, but earlier entries hold {kinds[0]} values"
+                    ) from exc
+        raise VLConvertError(f"{path}: {section}[{start}:{start + len(items)}] cannot be read: {exc}") from exc
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", dict: "object", list: "list"}.get(type(value), type(value).__name__)
+
+
+def _conflict_between_chunks(chunks: list[pa.Table], starts: list[int], path: str, section: str) -> str | None:
+    seen: dict[str, tuple[pa.DataType, int]] = {}
+    for chunk, start in zip(chunks, starts):
+        for column in chunk.schema:
+            if pa.types.is_null(column.type):
+                continue
+            first_type, first_start = seen.setdefault(column.name, (column.type, start))
+            if first_type != column.type and not (_numeric(first_type) and _numeric(column.type)):
+                return (
+                    f"{path}: {section}.{column.name} holds {first_type} values from {section}[{first_start}] "
+                    f"but {column.type} values from {section}[{start}] on"
+                )
+    return None
+
+
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
 
 
 def _spill(table: pa.Table, path: str) -> pa.Table:
@@ -92,7 +150,11 @@ def join_labels(
     require_columns(annotations, ("image_id", "category_id"), path, "annotations")
     if images.num_rows == 0:
         return LabelledImages(images.append_column("label", pa.array([], pa.int64())), pa.array([], pa.int64()))
-    ids = images["id"]
+    ids, file_names = images["id"], images["file_name"]
+    if not (pa.types.is_integer(ids.type) or pa.types.is_string(ids.type) or pa.types.is_null(ids.type)):
+        raise VLConvertError(f"{path}: image ids must be integers or strings, found {ids.type} values")
+    if not (pa.types.is_string(file_names.type) or pa.types.is_null(file_names.type)):
+        raise VLConvertError(f"{path}: image file_name fields must be strings, found {file_names.type} values")
     ann_ids = annotations["image_id"] if annotations.num_rows else pa.array([], ids.type)
     ann_cats = annotations["category_id"] if annotations.num_rows else pa.array([], pa.int64())
     try:
@@ -110,8 +172,12 @@ def join_labels(
     # In order of precedence: an image gets the first reason that applies.
     checks: list[tuple[pa.Array, Callable[[int], str]]] = [
         (pc.is_null(ids), lambda i: "image entry has no id"),
-        (pc.is_null(images["file_name"]), lambda i: "image entry has no file_name"),
-        (pc.not_equal(first, pa.array(range(len(ids)), first.type)), lambda i: f"duplicate image id {id_of(i)} (first at images[{first[i].as_py()}])"),
+        (_invalid_keys(ids), lambda i: f"image id {id_of(i)!r} cannot be a sample key (letters, digits, '_' and '-' only)"),
+        (pc.is_null(file_names), lambda i: "image entry has no file_name"),
+        (images[ESCAPES_ROOT] if ESCAPES_ROOT in images.column_names else pa.repeat(False, len(ids)),
+         lambda i: f"file_name {file_names[i].as_py()!r} points outside the dataset root"),
+        (pc.not_equal(first, pa.array(range(len(ids)), first.type)),
+         lambda i: f"duplicate image id {id_of(i)} (first at images[{first[i].as_py()}])"),
         (pc.is_null(ann_pos), lambda i: f"image id {id_of(i)} has no annotation"),
         (conflicting, lambda i: f"image id {id_of(i)} has annotations with different category ids"),
         (pc.is_null(cat), lambda i: f"image id {id_of(i)} has an annotation without category_id"),
@@ -125,11 +191,25 @@ def join_labels(
             reasons[i] = reason(i)
         bad = pc.or_(bad, mask)
     rejected = [
-        Rejected(split, _key_text(id_of(i), i), f"{path} images[{i}] {images['file_name'][i].as_py()}", reasons[i])
+        Rejected(split, _key_text(id_of(i), i), f"{path} images[{i}] {file_names[i].as_py()}", reasons[i])
         for i in sorted(reasons)
     ]
     rows = pc.indices_nonzero(pc.invert(bad)).cast(pa.int64())
     return LabelledImages(images.append_column("label", label.cast(pa.int64())), rows, rejected)
+
+
+def _invalid_keys(ids) -> pa.Array:
+    if not pa.types.is_string(ids.type):
+        return pa.repeat(False, len(ids))  # integers always make valid keys
+    return pc.invert(pc.match_substring_regex(ids, KEY_PATTERN))
+
+
+def flag_paths_escaping_root(images: pa.Table) -> pa.Table:
+    """Adds the ESCAPES_ROOT column: file_names that are absolute or climb out with '..'."""
+    if "file_name" not in images.column_names or not pa.types.is_string(images["file_name"].type):
+        return images
+    escapes = pc.match_substring_regex(images["file_name"], r"^/|^[A-Za-z]:|(^|/)\.\.(/|$)")
+    return images.append_column(ESCAPES_ROOT, escapes)
 
 
 def _images_with_conflicting_labels(ann_ids: pa.Array, ann_cats: pa.Array) -> pa.Array:

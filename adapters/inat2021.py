@@ -16,16 +16,16 @@ import weakref
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
-from itertools import accumulate
 from functools import cached_property
+from itertools import accumulate
 
-import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from vlconvert.records import ClassInfo, Record, Rejected, VLConvertError
+from vlconvert.storage import filesystem
 
-from ._coco import LabelledImages, join_labels, read_list, require_columns
+from ._coco import CHUNK_ROWS, ESCAPES_ROOT, LabelledImages, flag_paths_escaping_root, join_labels, read_list, require_columns
 
 SPLIT_FILES = {"train": "train.json", "train_mini": "train_mini.json", "val": "val.json"}
 
@@ -45,11 +45,12 @@ RANK_FIELDS = (
 class INat2021Adapter:
     name = "inat2021"
     description = "iNaturalist 2021: train.json / train_mini.json / val.json and their image folders (10,000 species)"
+    chunk_rows = CHUNK_ROWS  # JSON list items per spilled Arrow chunk
 
     def __init__(self, root: str, spill_dir: str | None = None):
         self.root = root
         self._spill_parent = spill_dir
-        self._fs, self._root_path = fsspec.core.url_to_fs(root)
+        self._fs, self._root_path = filesystem(root, "--root")
         self._protocol = root.split("://", 1)[0] if "://" in root else None
         if not self._fs.isdir(self._root_path):
             raise VLConvertError(f"{root}: no such folder (the iNat-2021 root holds train.json / val.json)")
@@ -105,8 +106,8 @@ class INat2021Adapter:
             path = self._json_path(split)
             spill = os.path.join(self._spill_dir, split)
             os.makedirs(spill, exist_ok=True)
-            images = read_list(self._fs, path, "images", spill)
-            annotations = read_list(self._fs, path, "annotations", spill)
+            images = read_list(self._fs, path, "images", spill, self.chunk_rows, annotate=flag_paths_escaping_root)
+            annotations = read_list(self._fs, path, "annotations", spill, self.chunk_rows)
             self._parsed[split] = join_labels(images, annotations, self._categories["id"], split, path)
         return self._parsed[split]
 
@@ -144,6 +145,7 @@ class INatRecords(Sequence):
     def _record(self, row: dict) -> Record:
         file_name = row.pop("file_name")
         label = row.pop("label")
+        row.pop(ESCAPES_ROOT, None)
         return Record(
             key=str(row["id"]),
             image=self._adapter.image_location(file_name),
@@ -159,9 +161,14 @@ def _read_categories(fs, path: str) -> pa.Table:
     require_columns(categories, ("id", "name"), path, "categories")
     if categories.num_rows == 0:
         raise VLConvertError(f"{path}: the 'categories' list is empty")
-    ids = categories["id"]
+    ids, names = categories["id"], categories["name"]
     if pc.any(pc.is_null(ids)).as_py():
         raise VLConvertError(f"{path}: a category has no id")
+    if not pa.types.is_string(names.type):
+        raise VLConvertError(f"{path}: category names must be strings, found {names.type} values")
+    nameless = pc.or_kleene(pc.is_null(names), pc.equal(pc.utf8_trim_whitespace(names), ""))
+    if pc.any(nameless).as_py():
+        raise VLConvertError(f"{path}: category id {ids.filter(nameless)[0].as_py()} has no name")
     duplicates = pc.not_equal(pc.index_in(ids, value_set=ids), pa.array(range(len(ids))))
     if pc.any(duplicates).as_py():
         dup = ids.filter(duplicates)[0].as_py()

@@ -75,20 +75,23 @@ def test_sample_members_and_contents(root, tmp_path):
 
 
 def test_manifest_accounts_for_every_record(root, tmp_path):
-    (root / read_json(root / "val.json")["images"][3]["file_name"]).unlink()
-    bad = root / read_json(root / "val.json")["images"][5]["file_name"]
-    bad.write_bytes(b"not an image")
+    images = read_json(root / "val.json")["images"]
+    (root / images[3]["file_name"]).unlink()
+    (root / images[5]["file_name"]).write_bytes(b"not an image")
+    whole = (root / images[7]["file_name"]).read_bytes()
+    (root / images[7]["file_name"]).write_bytes(whole[: len(whole) // 2])  # a valid header, half the scan data
     out = tmp_path / "out"
     summary = vlconvert.build("inat2021", str(root), str(out))
     manifest = read_json(out / "manifest.json")
     val = manifest["splits"]["val"]
-    assert (val["read"], val["written"], val["errored"]) == (24, 22, 2)
-    assert sum(s["samples"] for s in val["shards"]) == 22 == sum(val["class_counts"])
+    assert (val["read"], val["written"], val["errored"]) == (24, 21, 3)
+    assert sum(s["samples"] for s in val["shards"]) == 21 == sum(val["class_counts"])
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
-    assert {e["reason"].split(":")[0] for e in errors} == {"image file not found", "not a recognised image format"}
+    assert {e["reason"].split(":")[0] for e in errors} == {"image file not found", "not a recognised image format", "cannot decode image"}
     assert all(e["split"] == "val" and e["stage"] == "image" and e["source"] for e in errors)
-    assert manifest["errors"] == {"file": "errors.jsonl", "count": 2, "by_stage": {"image": 2}}
-    assert summary.errored == 2 and summary.errors_by_stage == {"image": 2}
+    assert manifest["errors"] == {"file": "errors.jsonl", "count": 3, "by_stage": {"image": 3}}
+    assert summary.errored == 3 and summary.errors_by_stage == {"image": 3}
+    assert manifest["status"] == "complete"
     for shard in val["shards"]:
         assert hashlib.sha256((out / shard["name"]).read_bytes()).hexdigest() == shard["sha256"]
     assert manifest["default_template_used"] and manifest["templates"][0]["name"] == "taxonomic_common"
@@ -111,11 +114,13 @@ def test_shuffle_mixes_classes_across_shards(root, tmp_path):
 
 
 def test_byte_bound_rolls_over_to_more_shards(root, tmp_path):
-    summary = vlconvert.build("inat2021", str(root), str(tmp_path / "out"), splits=["val"], shard_max_bytes=8_000)
+    out_dir = tmp_path / "out"
+    summary = vlconvert.build("inat2021", str(root), str(out_dir), splits=["val"], shard_max_bytes=30_720)
     shards = summary.splits["val"].shards
     assert len(shards) > 1 and sum(s["samples"] for s in shards) == 24
     assert [s["name"] for s in shards] == [f"val/val-{i:06d}.tar" for i in range(len(shards))]
-    assert all(s["bytes"] <= 8_000 + 10_240 or s["samples"] == 1 for s in shards)
+    assert all(s["bytes"] == (out_dir / s["name"]).stat().st_size for s in shards)
+    assert all(s["bytes"] <= 30_720 for s in shards)
 
 
 def test_resize_reencodes_to_jpeg_shorter_side(tmp_path):
@@ -138,6 +143,48 @@ def test_resize_reencodes_to_jpeg_shorter_side(tmp_path):
     assert read_json(tmp_path / "small" / "manifest.json")["image"]["resize"] == 32
 
 
+def test_caption_failures_for_one_record_are_rejected_not_fatal(root, tmp_path):
+    doc = read_json(root / "val.json")
+    doc["images"][4]["latitude"] = None
+    (root / "val.json").write_text(json.dumps(doc))
+    template = tmp_path / "where.j2"
+    template.write_text('a photo of {{ name }} at latitude {{ "%.1f" | format(meta.latitude) }}.')
+    summary = vlconvert.build("inat2021", str(root), str(tmp_path / "out"), splits=["val"], templates=[str(template)])
+    assert (summary.written, summary.errored) == (23, 1)
+    error = json.loads((tmp_path / "out" / "errors.jsonl").read_text())
+    assert error["stage"] == "caption" and error["key"] == str(doc["images"][4]["id"])
+    assert error["reason"].startswith("template where (")
+    texts = [m["txt"].decode() for m in all_samples(tmp_path / "out", "val").values()]
+    assert all(t.startswith("a photo of ") and " at latitude 3" in t for t in texts)
+
+
+def test_a_null_field_is_not_printed_as_none(root, tmp_path):
+    template = tmp_path / "uncertain.j2"
+    template.write_text("a photo of {{ name }} within {{ meta.location_uncertainty }} m.")
+    with pytest.raises(VLConvertError, match="null here; guard it"):
+        vlconvert.build("inat2021", str(root), str(tmp_path / "out"), templates=[str(template)])
+
+
+def test_template_runtime_errors_fail_before_the_build(root, tmp_path):
+    template = tmp_path / "divide.j2"
+    template.write_text("a photo of {{ name ~ (1 / 0) }}")
+    with pytest.raises(VLConvertError, match=r"template divide \(.*\): division by zero \(class 0"):
+        vlconvert.build("inat2021", str(root), str(tmp_path / "out"), templates=[str(template)])
+    assert not (tmp_path / "out").exists()
+
+
+def test_transparent_images_are_flattened_onto_white(tmp_path):
+    root = make_inat_root(tmp_path / "inat", per_class={"val": 1})
+    doc = read_json(root / "val.json")
+    clear = Image.new("RGBA", (40, 40), (255, 0, 0, 0))  # red, but fully transparent
+    clear.save(root / doc["images"][0]["file_name"], format="PNG")
+    vlconvert.build("inat2021", str(root), str(tmp_path / "out"), splits="val", resize=20)
+    sample = all_samples(tmp_path / "out", "val")[str(doc["images"][0]["id"])]
+    with Image.open(io.BytesIO(sample["jpg"])) as img:
+        r, g, b = img.convert("RGB").getpixel((10, 10))
+    assert min(r, g, b) > 245
+
+
 def test_output_folder_safety(root, tmp_path):
     out = tmp_path / "out"
     vlconvert.build("inat2021", str(root), str(out), splits=["val"])
@@ -151,6 +198,17 @@ def test_output_folder_safety(root, tmp_path):
     with pytest.raises(VLConvertError, match="not a vlconvert build; refusing"):
         vlconvert.build("inat2021", str(root), str(precious), overwrite=True)
     assert (precious / "thesis.tex").exists()
+
+
+def test_an_interrupted_build_can_be_overwritten(root, tmp_path):
+    out = tmp_path / "out"
+    # What a build killed mid-way leaves: its claim on the folder and unfinished parts.
+    (out / "val").mkdir(parents=True)
+    (out / "manifest.json").write_text('{"format_version": 1, "status": "in_progress"}')
+    (out / "val" / "_tmp-000000-000.tar").write_bytes(b"partial")
+    vlconvert.build("inat2021", str(root), str(out), splits=["val"], overwrite=True)
+    assert read_json(out / "manifest.json")["status"] == "complete"
+    assert [p.name for p in sorted((out / "val").iterdir())] == ["sizes.json", "val-000000.tar"]
 
 
 @pytest.mark.parametrize(

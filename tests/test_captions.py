@@ -1,8 +1,8 @@
 import pytest
 from inat_layout import make_inat_root
+from vlconvert.adapters.inat2021 import INat2021Adapter
 
 from vlconvert import ClassInfo, Record, VLConvertError
-from vlconvert.adapters.inat2021 import INat2021Adapter
 from vlconvert.captions import CaptionError, CaptionRenderer, builtin_template_names, load_templates
 
 

@@ -1,13 +1,15 @@
 """The installed ``vlconvert`` command, run as a user runs it."""
 
 import json
+import random
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
-from inat_layout import EXAMPLE, make_inat_root, read_json
+from inat_layout import EXAMPLE, SHARED_CATEGORIES, make_inat_root, read_json
 
 VLCONVERT = shutil.which("vlconvert", path=str(Path(sys.executable).parent)) or "vlconvert"
 
@@ -33,7 +35,7 @@ def test_build_options_reach_the_manifest(tmp_path):
     manifest = read_json(tmp_path / "out" / "manifest.json")
     assert list(manifest["splits"]) == ["val"]
     assert [t["member"] for t in manifest["templates"]] == ["txt", "common.txt"]
-    assert (manifest["seed"], manifest["shard_size"], manifest["shard_max_bytes"]) == (7, 5, 2 * 1024 * 1024)
+    assert (manifest["seed"], manifest["shard_size"], manifest["shard_max_bytes"]) == (7, 5, 2_000_000)
     assert manifest["image"]["resize"] == 40 and len(manifest["splits"]["val"]["shards"]) == 3
 
 
@@ -68,6 +70,17 @@ def test_usage_errors_exit_2(tmp_path):
     assert result.returncode == 2 and "Missing option '--root'" in result.stderr
     result = run("build", "-a", "inat2021", "-r", ".", "-o", str(tmp_path), "--shard-max-bytes", "lots")
     assert result.returncode == 2 and "'lots' is not a size" in result.stderr
+    result = run("build", "-a", "inat2021", "-r", ".", "-o", str(tmp_path), "--shard-max-bytes", "0")
+    assert result.returncode == 2 and "must be at least 1 byte" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("500", 500), ("2MB", 2_000_000), ("2MiB", 2 << 20), ("1.5GB", 1_500_000_000), ("1GiB", 1 << 30)]
+)
+def test_byte_sizes(text, size):
+    from vlconvert.cli import ByteSize
+
+    assert ByteSize().convert(text, None, None) == size
 
 
 @pytest.mark.parametrize("command", [[], ["build"], ["adapters"], ["templates"]])
@@ -84,3 +97,26 @@ def test_adapters_and_templates_listings():
     assert adapters.returncode == 0 and adapters.stdout.startswith("inat2021 ") and "iNaturalist 2021" in adapters.stdout
     templates = run("templates").stdout
     assert "taxonomic_common" in templates and "a photo of Lumbricus terrestris." in templates
+
+
+@pytest.mark.skipif(not SHARED_CATEGORIES.exists(), reason="needs ../shared/data/inat2021_categories.json")
+def test_build_on_an_unseen_dataset_with_real_categories(tmp_path):
+    everything = read_json(SHARED_CATEGORIES)
+    rng = random.Random(11)
+    non_ascii = [c for c in everything if not c["common_name"].isascii()][:6]  # Jorō Spider first
+    chosen = non_ascii + [c for c in rng.sample(everything, 46) if c not in non_ascii][:40]
+    root = make_inat_root(tmp_path / "unseen", categories=chosen, per_class={"train": 2, "val": 1})
+    result = run("build", "--adapter", "inat2021", "--root", str(root), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    for split, expected in (("train", 92), ("val", 46)):
+        assert sum(read_json(out / split / "sizes.json").values()) == expected
+    captions = set()
+    for shard in (out / "train").glob("*.tar"):
+        with tarfile.open(shard) as tar:
+            captions |= {tar.extractfile(m).read().decode() for m in tar if m.name.endswith(".txt")}
+    for cat in chosen:
+        assert any(cat["name"] in c and cat["common_name"] in c for c in captions), cat["name"]
+    assert any("Jorō Spider" in c for c in captions)
+    labels = sorted(chosen, key=lambda c: c["id"])
+    assert (out / "classnames.txt").read_text(encoding="utf-8").splitlines() == [c["name"] for c in labels]

@@ -2,9 +2,9 @@ import gc
 
 import pytest
 from inat_layout import SHARED_CATEGORIES, category, example_categories, make_inat_root, read_json, write_json
+from vlconvert.adapters.inat2021 import INat2021Adapter
 
 from vlconvert import VLConvertError, create_adapter
-from vlconvert.adapters.inat2021 import INat2021Adapter
 
 
 def test_splits_are_the_annotation_files_present(tmp_path):
@@ -119,10 +119,7 @@ def test_all_10000_real_categories_label_equals_id(tmp_path):
     assert classes[44].common_name == "Jorō Spider"
 
 
-def test_records_taken_across_spilled_chunks_keep_their_order(tmp_path, monkeypatch):
-    from vlconvert.adapters import _coco
-
-    monkeypatch.setattr(_coco, "_CHUNK", 7)  # 36 images → 6 spilled chunks
+def test_records_taken_across_spilled_chunks_keep_their_order(tmp_path):
     make_inat_root(tmp_path / "inat", per_class={"train": 3})
     doc = read_json(tmp_path / "inat" / "train.json")
     doc["images"][10]["file_name"] = None  # one rejected row shifts every later position
@@ -130,6 +127,7 @@ def test_records_taken_across_spilled_chunks_keep_their_order(tmp_path, monkeypa
     spill = tmp_path / "spill"
     spill.mkdir()
     adapter = INat2021Adapter(str(tmp_path / "inat"), spill_dir=str(spill))
+    adapter.chunk_rows = 7  # 36 images → 6 spilled chunks
     records = adapter.records("train")
     assert len(list(spill.glob("*/train/images-*.arrow"))) == 6
     expected = [str(img["id"]) for i, img in enumerate(doc["images"]) if i != 10]
@@ -139,3 +137,60 @@ def test_records_taken_across_spilled_chunks_keep_their_order(tmp_path, monkeypa
     del adapter, records
     gc.collect()
     assert list(spill.iterdir()) == []  # the spill folder goes with the adapter
+
+
+def _edit(root, split, change):
+    doc = read_json(root / f"{split}.json")
+    change(doc)
+    write_json(root / f"{split}.json", doc)
+    return doc
+
+
+def test_ids_that_cannot_be_keys_and_paths_leaving_the_root_are_rejected(tmp_path):
+    make_inat_root(tmp_path, per_class={"train": 1})
+
+    def change(doc):
+        for image, annotation in zip(doc["images"], doc["annotations"]):
+            image["id"] = annotation["image_id"] = f"img-{image['id']}"
+        doc["images"][0]["id"] = doc["annotations"][0]["image_id"] = "img.0"
+        doc["images"][1]["file_name"] = "../../etc/hostname"
+        doc["images"][2]["file_name"] = "/etc/hostname"
+
+    doc = _edit(tmp_path, "train", change)
+    adapter = INat2021Adapter(str(tmp_path))
+    assert [r.reason for r in adapter.rejected("train")] == [
+        "image id 'img.0' cannot be a sample key (letters, digits, '_' and '-' only)",
+        "file_name '../../etc/hostname' points outside the dataset root",
+        "file_name '/etc/hostname' points outside the dataset root",
+    ]
+    assert len(adapter.records("train")) == 9 and adapter.records("train")[0].key == doc["images"][3]["id"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("images"), r"val.json: has no 'images' list"),
+        (lambda d: d["images"][5].update(latitude="n/a"),
+         r"val.json: images\[5\].latitude is 'n/a', but earlier entries hold number values"),
+        (lambda d: [i.update(id=i["id"] + 0.5) for i in d["images"]], r"val.json: image ids must be integers or strings, found double"),
+        (lambda d: d["categories"][3].pop("name"), r"val.json: category id \d+ has no name"),
+        (lambda d: d["categories"][3].update(name=None), r"val.json: category id \d+ has no name"),
+    ],
+)
+def test_malformed_files_name_file_entry_and_field(tmp_path, change, message):
+    make_inat_root(tmp_path, per_class={"val": 1})
+    _edit(tmp_path, "val", change)
+    with pytest.raises(VLConvertError, match=message):
+        adapter = INat2021Adapter(str(tmp_path))
+        adapter.classes()
+        adapter.records("val")
+
+
+def test_type_conflict_between_chunks_names_where_it_starts(tmp_path):
+    make_inat_root(tmp_path, per_class={"val": 2})
+    _edit(tmp_path, "val", lambda d: [i.update(rights_holder=7) for i in d["images"][10:]])
+    adapter = INat2021Adapter(str(tmp_path))
+    adapter.chunk_rows = 10
+    expected = r"images.rights_holder holds string values from images\[0\] but int64 values from images\[10\] on"
+    with pytest.raises(VLConvertError, match=expected):
+        adapter.records("val")

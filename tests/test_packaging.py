@@ -13,7 +13,8 @@ def run_python(code: str, cwd) -> subprocess.CompletedProcess:
 
 def test_no_top_level_adapters_module(tmp_path):
     # Run outside the repo, so only the installed package is importable.
-    result = run_python("import importlib.util as u; print(u.find_spec('adapters'), u.find_spec('vlconvert.adapters.inat2021') is not None)", tmp_path)
+    code = "import importlib.util as u; print(u.find_spec('adapters'), u.find_spec('vlconvert.adapters.inat2021') is not None)"
+    result = run_python(code, tmp_path)
     assert result.stdout.split() == ["None", "True"], result.stderr
 
 

@@ -62,7 +62,8 @@ def run(plugin_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_plugin_is_listed_with_its_origin(plugin_path):
     listing = run(plugin_path, "adapters").stdout.splitlines()
-    assert any(line.startswith("tiny ") and line.endswith("Two classes of flat colour, built in memory.  [tiny-plugin]") for line in listing)
+    expected = "Two classes of flat colour, built in memory.  [tiny-plugin]"
+    assert any(line.startswith("tiny ") and line.endswith(expected) for line in listing)
 
 
 def test_plugin_builds_with_options_and_rejections(plugin_path, tmp_path):

@@ -16,8 +16,6 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
-
 from . import __version__
 from . import manifest as files
 from .captions import DEFAULT_TEMPLATE, ZEROSHOT_TEMPLATES_FILE, CaptionRenderer, builtin_resource, load_templates
@@ -26,6 +24,7 @@ from .images import ImageOptions
 from .plan import ShardTask, plan_split
 from .records import Record, Rejected, VLConvertError, validate_classes
 from .registry import create_adapter
+from .storage import filesystem
 
 DEFAULT_SHARD_SIZE = 1000
 DEFAULT_SHARD_MAX_BYTES = 1 << 30
@@ -94,6 +93,8 @@ def build(
     Raises :class:`VLConvertError` for problems with the input or options.
     """
     started = time.perf_counter()
+    splits = [splits] if isinstance(splits, str) else splits
+    templates = [templates] if isinstance(templates, str) else templates
     _check_numbers(resize=resize, quality=quality, shard_size=shard_size, shard_max_bytes=shard_max_bytes, workers=workers)
     source = create_adapter(adapter, root, dict(adapter_options or {}))
     classes = list(source.classes())
@@ -106,7 +107,7 @@ def build(
     first = next((p.records[0] for p in plans.values() if len(p.records)), None)
     renderer.check_classes(first.metadata if first else None)
 
-    fs, out_path = fsspec.core.url_to_fs(out)
+    fs, out_path = filesystem(out, "--out")
     _prepare_out(fs, out, out_path, overwrite)
     for s in split_names:
         fs.makedirs(posixpath.join(out_path, s), exist_ok=True)
@@ -114,6 +115,8 @@ def build(
     total = sum(len(p.records) for p in plans.values())
     results: dict[str, list[ShardResult]] = {s: [] for s in split_names}
     done = 0
+    if progress:
+        progress(done, total)
     for result in _execute(config, plans, workers):
         results[result.split].append(result)
         done += sum(i.samples for i in result.shards) + len(result.rejected)
@@ -131,6 +134,7 @@ def build(
     files.write_json(fs, posixpath.join(out_path, files.MANIFEST), {
         "format_version": files.FORMAT_VERSION,
         "vlconvert_version": __version__,
+        "status": "complete",
         "adapter": {"name": adapter, "root": root, "options": dict(adapter_options or {})},
         "seed": seed,
         "shard_size": shard_size,
@@ -235,3 +239,6 @@ def _prepare_out(fs, out: str, out_path: str, overwrite: bool) -> None:
             raise VLConvertError(f"{out}: not empty and holds no {files.MANIFEST}, so it is not a vlconvert build; refusing to delete it")
         fs.rm(out_path, recursive=True)
     fs.makedirs(out_path, exist_ok=True)
+    # Claims the folder at once, so an interrupted build can still be replaced with --overwrite.
+    files.write_json(fs, posixpath.join(out_path, files.MANIFEST),
+                     {"format_version": files.FORMAT_VERSION, "vlconvert_version": __version__, "status": "in_progress"})

@@ -94,7 +94,7 @@ class CaptionRenderer:
     """Compiles the templates once; renders each record into one caption per template."""
 
     def __init__(self, templates: Sequence[Template], classes: Sequence[ClassInfo]):
-        env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+        env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, finalize=_refuse_null)
         env.filters["join_ranks"] = join_ranks
         self.templates = list(templates)
         self._compiled = []
@@ -123,12 +123,20 @@ class CaptionRenderer:
     def _render_one(self, index: int, context: dict[str, Any]) -> str:
         try:
             text = " ".join(self._compiled[index].render(context).split())
-        except jinja2.TemplateError as exc:
+        except Exception as exc:  # noqa: BLE001 - a template can raise anything (1/0, a bad format spec)
             t = self.templates[index]
-            raise CaptionError(f"template {t.name} ({t.origin}): {exc}") from exc
+            raise CaptionError(f"template {t.name} ({t.origin}): {str(exc) or type(exc).__name__}") from exc
         if not text:
             raise CaptionError(f"template {self.templates[index].name} rendered an empty caption")
         return text
+
+
+def _refuse_null(value: Any) -> Any:
+    # StrictUndefined catches missing fields, but a present-and-null one (an iNat
+    # image without latitude) would print "None" into the caption.
+    if value is None:
+        raise ValueError("a field printed by the template is null here; guard it with {% if … is not none %}")
+    return value
 
 
 class CaptionError(ValueError):

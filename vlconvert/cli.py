@@ -1,37 +1,46 @@
 """The ``vlconvert`` command.
 
 Exit codes: 0 the build finished (rejected records, if any, are listed in
-OUT/errors.jsonl); 1 a problem with the input or options, explained in one
-message; 2 a command-line usage error; 130 interrupted.
+OUT/errors.jsonl); 1 a problem with the input, the options or the output
+location, explained in one message; 2 a command-line usage error; 130 interrupted.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
 import click
 
 from . import __version__
-from .build import DEFAULT_SHARD_MAX_BYTES, DEFAULT_SHARD_SIZE, BuildSummary, build
+from .build import DEFAULT_SHARD_SIZE, BuildSummary, build
 from .captions import builtin_resource, builtin_template_names
 from .records import VLConvertError
 from .registry import available_adapters, describe
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(i?)B?)?\s*$", re.IGNORECASE)
+_POWERS = {"K": 1, "M": 2, "G": 3, "T": 4}
 
 
 class ByteSize(click.ParamType):
+    """A byte count: 500MB and 2GB are decimal, 500MiB and 2GiB binary."""
+
     name = "SIZE"
 
     def convert(self, value, param, ctx):
         if isinstance(value, int):
-            return value
-        match = _SIZE_RE.match(str(value))
-        if not match:
-            self.fail(f"{value!r} is not a size such as 500MB or 2GB", param, ctx)
-        return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+            size = value
+        else:
+            match = _SIZE_RE.match(str(value))
+            if not match:
+                self.fail(f"{value!r} is not a size such as 500MB or 2GiB", param, ctx)
+            number, unit, binary = match.groups()
+            base = 1024 if binary else 1000
+            size = int(float(number) * base ** _POWERS[unit.upper()]) if unit else int(float(number))
+        if size < 1:
+            self.fail("must be at least 1 byte", param, ctx)
+        return size
 
 
 def _key_value(ctx, param, values):
@@ -68,11 +77,13 @@ def cli() -> None:
 @click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True, help="Most samples per shard.")
 @click.option("--shard-max-bytes", type=ByteSize(), default="1GiB", show_default=True, help="Most bytes per shard, e.g. 500MB.")
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Processes writing shards in parallel.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the global shuffle; same inputs and seed give identical shards.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the global shuffle; same inputs and seed give identical shards.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier vlconvert build in OUT.")
 @click.option("--option", "adapter_options", multiple=True, metavar="KEY=VALUE", callback=_key_value,
               help="An option passed to the adapter; repeat for several.")
-def build_command(adapter, root, out, splits, templates, resize, quality, shard_size, shard_max_bytes, workers, seed, overwrite, adapter_options):
+def build_command(adapter, root, out, splits, templates, resize, quality, shard_size, shard_max_bytes, workers, seed, overwrite,
+                  adapter_options):
     """Convert a dataset into webdataset tar shards with captions.
 
     \b
@@ -146,6 +157,13 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except VLConvertError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        # An unwritable --out, a full disk, a vanished mount: the user's to fix, and the
+        # message already names the file.  VLCONVERT_DEBUG=1 shows the traceback.
+        if os.environ.get("VLCONVERT_DEBUG"):
+            raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

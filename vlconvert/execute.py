@@ -13,12 +13,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import fsspec
-
 from .captions import CaptionError, CaptionRenderer, Template
 from .images import ImageError, ImageOptions, prepare, read_bytes
 from .records import ClassInfo, Record, Rejected
 from .shards import ShardInfo, ShardSink, TarShard
+from .storage import filesystem
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def temp_shard_path(out_path: str, split: str, index: int, part: int) -> str:
 class ShardWriter:
     def __init__(self, config: WorkerConfig):
         self.config = config
-        self.fs, self.out_path = fsspec.core.url_to_fs(config.out)
+        self.fs, self.out_path = filesystem(config.out, "--out")
         self.captions = CaptionRenderer(config.templates, config.classes)
 
     def write(self, split: str, index: int, records: Sequence[Record]) -> ShardResult:

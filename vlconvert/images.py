@@ -1,9 +1,11 @@
 """Reads a record's image and prepares the bytes that go into the shard.
 
-By default the original bytes pass through untouched (no generation loss, no
-CPU spent); only the header is parsed, for width, height and format.  With
-``resize`` the image is decoded, EXIF-rotated, converted to RGB and re-encoded
-as JPEG with its shorter side at most ``resize`` pixels.
+By default the original bytes pass through untouched (no generation loss):
+the image is only decoded, a JPEG at 1/8 scale, to prove it is whole.  JPEG,
+PNG and WebP pass through; other formats, which open_clip's loader would not
+find, are re-encoded as JPEG.  With ``resize`` the image is decoded,
+EXIF-rotated, flattened onto white if transparent, and re-encoded as JPEG with
+its shorter side at most ``resize`` pixels.
 """
 
 from __future__ import annotations
@@ -63,12 +65,23 @@ def prepare(data: bytes, options: ImageOptions) -> PreparedImage:
     try:
         with Image.open(io.BytesIO(data)) as img:
             if options.resize is None and img.format in _PASSTHROUGH_FORMATS:
-                return PreparedImage(data, _PASSTHROUGH_FORMATS[img.format], img.width, img.height)
+                prepared = PreparedImage(data, _PASSTHROUGH_FORMATS[img.format], img.width, img.height)
+                _check_decodes(img)
+                return prepared
             return _reencode(img, options)
     except UnidentifiedImageError as exc:
         raise ImageError("not a recognised image format") from exc
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"cannot decode image: {exc}") from exc
+
+
+def _check_decodes(img: Image.Image) -> None:
+    """A truncated file has a valid header; only decoding finds it, so decode before passing it on.
+
+    A JPEG is decoded at 1/8 scale (DCT scaling), which still reads every byte."""
+    if img.format == "JPEG":
+        img.draft(None, (max(1, img.width // 8), max(1, img.height // 8)))
+    img.load()
 
 
 def _reencode(img: Image.Image, options: ImageOptions) -> PreparedImage:
@@ -78,7 +91,7 @@ def _reencode(img: Image.Image, options: ImageOptions) -> PreparedImage:
         scale = options.resize / min(img.size)
         if scale < 1:
             img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
-    img = ImageOps.exif_transpose(img).convert("RGB")
+    img = _to_rgb(ImageOps.exif_transpose(img))
     if options.resize is not None and min(img.size) > options.resize:
         scale = options.resize / min(img.size)
         size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
@@ -86,3 +99,13 @@ def _reencode(img: Image.Image, options: ImageOptions) -> PreparedImage:
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=options.quality)
     return PreparedImage(out.getvalue(), "jpg", img.width, img.height)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if not img.has_transparency_data:
+        return img.convert("RGB")
+    # Transparent pixels often hide arbitrary colours; show them as white, as a viewer would.
+    rgba = img.convert("RGBA")
+    background = Image.new("RGB", rgba.size, (255, 255, 255))
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background

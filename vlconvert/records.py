@@ -20,11 +20,16 @@ from typing import Any, Protocol, runtime_checkable
 
 # The tar member name is "<key>.<ext>" and webdataset splits at the first dot,
 # so a dot (or a slash) inside a key would silently break samples apart.
-_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+KEY_PATTERN = r"^[A-Za-z0-9_\-]+$"
+_KEY_RE = re.compile(KEY_PATTERN)
 
 
 class VLConvertError(Exception):
     """A problem with the user's input or options: reported without a traceback."""
+
+
+class InvalidRecordError(VLConvertError, ValueError):
+    """An adapter built a record the shards cannot hold."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,8 @@ class Record:
     source: str = ""
 
     def __post_init__(self) -> None:
-        if not _KEY_RE.match(self.key):
-            raise ValueError(
+        if not is_valid_key(self.key):
+            raise InvalidRecordError(
                 f"record key {self.key!r} must be letters, digits, '_' or '-' "
                 "(webdataset splits member names at the first dot)"
             )
@@ -108,9 +113,15 @@ class Adapter(Protocol):
     def rejected(self, split: str) -> Iterable[Rejected]: ...
 
 
+def is_valid_key(key: object) -> bool:
+    return isinstance(key, str) and bool(_KEY_RE.match(key))
+
+
 def validate_classes(classes: Sequence[ClassInfo], adapter: str) -> None:
     """Labels must be 0..N-1 in order: classnames.txt and zero-shot rely on it."""
     for position, cls in enumerate(classes):
+        if not isinstance(cls.name, str) or not cls.name.strip():
+            raise VLConvertError(f"adapter {adapter!r}: class {position} has no name ({cls.name!r})")
         if cls.label != position:
             raise VLConvertError(
                 f"adapter {adapter!r}: class {cls.name!r} has label {cls.label} "

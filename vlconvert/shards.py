@@ -3,8 +3,9 @@
 A sample is an ordered list of (extension, bytes) members, stored as
 ``KEY.<extension>``.  Each tar header carries a fixed mtime, owner and mode, so
 the same samples always give the same bytes and the same sha256.  Shards are
-bounded by a sample count and a byte size; ``ShardSink`` rolls over to the next
-part when either bound would be crossed.
+bounded by a sample count and a byte size (of the finished file); ``ShardSink``
+rolls over to the next part when either bound would be crossed.  A single
+sample larger than the byte bound still gets a shard of its own.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def sample_bytes(members: list[tuple[str, bytes]]) -> int:
     return sum(_member_bytes(len(data)) for _, data in members)
 
 
+def closed_size(content_bytes: int) -> int:
+    """The file size once closed: two zero blocks end the archive, then padding to a whole record."""
+    return -(-(content_bytes + 2 * _BLOCK) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+
 class TarShard:
     """One open tar file."""
 
@@ -97,7 +103,7 @@ class ShardSink:
         size = sample_bytes(members)
         shard = self._current
         if shard is not None and shard.samples and (
-            shard.samples >= self._max_samples or shard.bytes + size > self._max_bytes
+            shard.samples >= self._max_samples or closed_size(shard.bytes + size) > self._max_bytes
         ):
             self.closed.append(shard.close())
             shard = None
