@@ -18,7 +18,7 @@ from typing import Any
 
 from . import __version__
 from . import manifest as files
-from .captions import DEFAULT_TEMPLATE, ZEROSHOT_TEMPLATES_FILE, CaptionRenderer, builtin_resource, load_templates
+from .captions import DEFAULT_TEMPLATE, ZEROSHOT_TEMPLATES_FILE, CaptionRenderer, Template, builtin_resource, load_templates
 from .execute import ShardResult, ShardWriter, WorkerConfig, init_worker, run_task
 from .images import ImageOptions
 from .plan import ShardTask, plan_split
@@ -124,8 +124,9 @@ def build(
             progress(done, total)
 
     summaries = {s: _finish_split(fs, out_path, s, plans[s], results[s], len(classes)) for s in split_names}
-    all_rejected = [r for s in split_names for r in plans[s].rejected] + [
-        r for s in split_names for res in sorted(results[s], key=lambda x: x.index) for r in res.rejected
+    all_rejected = [
+        r for s in split_names
+        for r in [*plans[s].rejected, *(r for res in sorted(results[s], key=lambda x: x.index) for r in res.rejected)]
     ]
     files.write_errors(fs, out_path, all_rejected)
     files.write_classnames(fs, out_path, classes)
@@ -140,11 +141,7 @@ def build(
         "shard_size": shard_size,
         "shard_max_bytes": shard_max_bytes,
         "image": config.image.describe(),
-        "templates": [
-            {"name": t.name, "member": "txt" if i == 0 else f"{t.name}.txt", "origin": t.origin,
-             "sha256": hashlib.sha256(t.source.encode()).hexdigest()}
-            for i, t in enumerate(chosen)
-        ],
+        "templates": _describe_templates(chosen),
         "default_template_used": not templates,
         "default_template": DEFAULT_TEMPLATE,
         "num_classes": len(classes),
@@ -154,6 +151,14 @@ def build(
         "splits": {s: vars(summary) for s, summary in summaries.items()},
     })
     return BuildSummary(out, summaries, time.perf_counter() - started, by_stage)
+
+
+def _describe_templates(templates: Sequence[Template]) -> list[dict]:
+    return [
+        {"name": t.name, "member": "txt" if i == 0 else f"{t.name}.txt", "origin": t.origin,
+         "sha256": hashlib.sha256(t.source.encode()).hexdigest()}
+        for i, t in enumerate(templates)
+    ]
 
 
 def _check_numbers(**values: int | None) -> None:
