@@ -227,3 +227,60 @@ def test_option_errors(root, tmp_path, kwargs, message):
 def test_unknown_adapter_lists_available(tmp_path):
     with pytest.raises(VLConvertError, match="unknown adapter 'inat2022'; available: inat2021"):
         vlconvert.build("inat2022", str(tmp_path), str(tmp_path / "out"))
+
+
+def test_template_mix_fills_txt_per_sample_and_records_the_choice(root, tmp_path):
+    mix = {"scientific": 0.5, "common": 0.5}
+    a = tmp_path / "a"
+    vlconvert.build("inat2021", str(root), str(a), template_mix=mix, templates=["taxonomic"], seed=9)
+    vlconvert.build("inat2021", str(root), str(tmp_path / "b"), template_mix=mix, templates=["taxonomic"], seed=9)
+    assert tree_digest(a) == tree_digest(tmp_path / "b")
+    train = all_samples(a, "train")
+    chosen = {json.loads(m["json"])["caption_template"] for m in train.values()}
+    assert chosen == {"scientific", "common"}
+    for members in train.values():
+        meta = json.loads(members["json"])
+        expected = {"scientific": meta["class_name"], "common": meta["common_name"] or meta["class_name"]}[meta["caption_template"]]
+        assert members["txt"].decode() == f"a photo of {expected}."
+        assert members["taxonomic.txt"].decode().startswith("a photo of " + meta["taxonomy"]["kingdom"])
+    manifest = read_json(a / "manifest.json")
+    assert manifest["template_mix"] is True
+    assert [(t["name"], t["member"], t.get("weight")) for t in manifest["templates"]] == [
+        ("scientific", "txt", 0.5), ("common", "txt", 0.5), ("taxonomic", "taxonomic.txt", None)]
+
+
+def test_all_templates_writes_every_variant(root, tmp_path):
+    from vlconvert.captions import builtin_template_names
+
+    vlconvert.build("inat2021", str(root), str(tmp_path / "out"), splits=["val"], all_templates=True)
+    sample = next(iter(all_samples(tmp_path / "out", "val").values()))
+    assert {f"{n}.txt" for n in builtin_template_names()} | {"txt"} <= set(sample)
+    assert sample["txt"] == sample["taxonomic_common.txt"]
+
+
+@pytest.mark.parametrize(
+    ("prompts", "first_class", "templates"),
+    [
+        ("simple", "Lumbricus terrestris", ["a photo of {c}."]),
+        ("same_as_training", "a photo of Lumbricus terrestris with common name Common Earthworm.", ["{c}"]),
+    ],
+)
+def test_zeroshot_prompt_sets_write_matching_classnames(root, tmp_path, prompts, first_class, templates):
+    out = tmp_path / "out"
+    vlconvert.build("inat2021", str(root), str(out), splits=["val"], templates=["scientific_common"], zeroshot_prompts=prompts)
+    assert (out / "classnames.txt").read_text(encoding="utf-8").splitlines()[0] == first_class
+    assert (out / "zeroshot_classification_templates.txt").read_text().splitlines() == templates
+    assert read_json(out / "manifest.json")["zeroshot"]["prompts"] == prompts
+
+
+def test_openai_imagenet_prompts_and_a_prompt_file(root, tmp_path):
+    vlconvert.build("inat2021", str(root), str(tmp_path / "a"), splits=["val"], zeroshot_prompts="openai_imagenet")
+    lines = (tmp_path / "a" / "zeroshot_classification_templates.txt").read_text().splitlines()
+    assert len(lines) == 80 and "a bad photo of a {c}." in lines and all("{c}" in line for line in lines)
+    mine = tmp_path / "prompts.txt"
+    mine.write_text("a field photo of {c}.\n\nan herbarium sheet\n")
+    with pytest.raises(VLConvertError, match=r"prompts.txt, line 3: a zero-shot template needs the placeholder \{c\}"):
+        vlconvert.build("inat2021", str(root), str(tmp_path / "b"), zeroshot_prompts=str(mine))
+    with pytest.raises(VLConvertError, match="same_as_training needs one training template, not a --template-mix"):
+        vlconvert.build("inat2021", str(root), str(tmp_path / "c"), template_mix={"scientific": 1, "common": 1},
+                        zeroshot_prompts="same_as_training")

@@ -83,7 +83,8 @@ def test_byte_sizes(text, size):
     assert ByteSize().convert(text, None, None) == size
 
 
-@pytest.mark.parametrize("command", [[], ["build"], ["adapters"], ["templates"]])
+@pytest.mark.parametrize("command", [[], ["build"], ["adapters"], ["captions"], ["captions", "list"], ["captions", "preview"],
+                                     ["captions", "lint"]])
 def test_help_on_every_command(command):
     result = run(*command, "--help")
     assert result.returncode == 0 and "Usage: vlconvert" in result.stdout
@@ -95,7 +96,7 @@ def test_help_on_every_command(command):
 def test_adapters_and_templates_listings():
     adapters = run("adapters")
     assert adapters.returncode == 0 and adapters.stdout.startswith("inat2021 ") and "iNaturalist 2021" in adapters.stdout
-    templates = run("templates").stdout
+    templates = run("captions", "list").stdout
     assert "taxonomic_common" in templates and "a photo of Lumbricus terrestris." in templates
 
 
@@ -120,3 +121,41 @@ def test_build_on_an_unseen_dataset_with_real_categories(tmp_path):
     assert any("Jorō Spider" in c for c in captions)
     labels = sorted(chosen, key=lambda c: c["id"])
     assert (out / "classnames.txt").read_text(encoding="utf-8").splitlines() == [c["name"] for c in labels]
+
+
+def test_captions_preview_on_the_embedded_example():
+    result = run("captions", "preview", "-a", "inat2021", "-r", str(EXAMPLE), "-t", "scientific_common", "-n", "4", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 8
+    for header, caption in zip(lines[::2], lines[1::2]):
+        scientific = header.split("] ", 1)[1].split(" (")[0].split("  ·")[0]
+        assert caption.strip().startswith(f"a photo of {scientific}")
+    assert result.stdout == run("captions", "preview", "-a", "inat2021", "-r", str(EXAMPLE), "-t", "scientific_common",
+                                "-n", "4", "--seed", "1").stdout
+
+
+def test_captions_lint_passes_and_counts_tokens_on_the_example():
+    result = run("captions", "lint", "-a", "inat2021", "-r", str(EXAMPLE), "-t", "taxonomic_common")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "template taxonomic_common: 12 classes, 120 sampled train records" in result.stdout
+    assert "colliding captions: 0" in result.stdout
+    assert "truncated at the 77-token context: 0 of 132" in result.stdout and result.stdout.rstrip().endswith("lint passed")
+
+
+def test_captions_lint_reports_collisions_and_undefined_fields(tmp_path):
+    pica = next(c for c in read_json(EXAMPLE / "val.json")["categories"] if c["name"] == "Pica hudsonia")
+    twin = {**pica, "id": 99999, "name": "Pica pica", "specific_epithet": "pica",
+            "image_dir_name": "99999_Animalia_Chordata_Aves_Passeriformes_Corvidae_Pica_pica"}  # same common name
+    root = make_inat_root(tmp_path / "inat", categories=[pica, twin], per_class={"train": 1})
+    common = run("captions", "lint", "-a", "inat2021", "-r", str(root), "-t", "common")
+    assert common.returncode == 0
+    assert "colliding captions: 1" in common.stdout
+    assert "'a photo of Black-billed Magpie.': Pica hudsonia, Pica pica" in common.stdout
+    assert "colliding captions: 0" in run("captions", "lint", "-a", "inat2021", "-r", str(root), "-t", "scientific").stdout
+    template = tmp_path / "bad.j2"
+    template.write_text("a photo of {{ name }} in {{ meta.habitat }} by {{ photographer }}.")
+    bad = run("captions", "lint", "-a", "inat2021", "-r", str(root), "-t", str(template))
+    assert bad.returncode == 1
+    assert "undefined field: photographer" in bad.stdout and "undefined field: meta.habitat" in bad.stdout
+    assert "lint failed" in bad.stderr and "Traceback" not in bad.stderr

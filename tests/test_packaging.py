@@ -19,8 +19,9 @@ def test_no_top_level_adapters_module(tmp_path):
 
 
 def test_templates_ship_as_package_data():
-    names = {p.name for p in resources.files("vlconvert.templates").iterdir()}
-    assert {"scientific.j2", "taxonomic_common.j2", "zeroshot_classification_templates.txt"} <= names
+    folder = resources.files("vlconvert.templates")
+    assert {"scientific.j2", "taxonomic_common.j2"} <= {p.name for p in folder.iterdir()}
+    assert len(folder.joinpath("zeroshot", "openai_imagenet.txt").read_text().splitlines()) == 80
 
 
 def test_building_never_imports_torch(tmp_path):

@@ -18,10 +18,11 @@ from typing import Any
 
 from . import __version__
 from . import manifest as files
-from .captions import DEFAULT_TEMPLATE, ZEROSHOT_TEMPLATES_FILE, CaptionRenderer, Template, builtin_resource, load_templates
+from .captions import CaptionRenderer, CaptionSpec, caption_spec
 from .execute import ShardResult, ShardWriter, WorkerConfig, init_worker, run_task
 from .images import ImageOptions
 from .plan import ShardTask, plan_split
+from .prompts import DEFAULT_PROMPT_SET, PromptSet, prompt_set
 from .records import Record, Rejected, VLConvertError, validate_classes
 from .registry import create_adapter
 from .storage import filesystem
@@ -77,6 +78,9 @@ def build(
     *,
     splits: Sequence[str] | None = None,
     templates: Sequence[str] | None = None,
+    template_mix: Mapping[str, float] | None = None,
+    all_templates: bool = False,
+    zeroshot_prompts: str = DEFAULT_PROMPT_SET,
     resize: int | None = None,
     quality: int = 95,
     shard_size: int = DEFAULT_SHARD_SIZE,
@@ -99,8 +103,9 @@ def build(
     source = create_adapter(adapter, root, dict(adapter_options or {}))
     classes = list(source.classes())
     validate_classes(classes, adapter)
-    chosen = load_templates(list(templates or []))
-    renderer = CaptionRenderer(chosen, classes)
+    spec = caption_spec(list(templates or []), template_mix, all_templates, seed)
+    renderer = CaptionRenderer(spec.templates, classes)
+    prompts = prompt_set(zeroshot_prompts, classes, spec, renderer)
     split_names = _choose_splits(source, splits)
 
     plans = {s: _plan(source, s, seed, shard_size) for s in split_names}
@@ -111,7 +116,7 @@ def build(
     _prepare_out(fs, out, out_path, overwrite)
     for s in split_names:
         fs.makedirs(posixpath.join(out_path, s), exist_ok=True)
-    config = WorkerConfig(classes, chosen, ImageOptions(resize, quality), out, shard_size, shard_max_bytes)
+    config = WorkerConfig(classes, spec, ImageOptions(resize, quality), out, shard_size, shard_max_bytes)
     total = sum(len(p.records) for p in plans.values())
     results: dict[str, list[ShardResult]] = {s: [] for s in split_names}
     done = 0
@@ -129,8 +134,8 @@ def build(
         for r in [*plans[s].rejected, *(r for res in sorted(results[s], key=lambda x: x.index) for r in res.rejected)]
     ]
     files.write_errors(fs, out_path, all_rejected)
-    files.write_classnames(fs, out_path, classes)
-    files.write_text(fs, posixpath.join(out_path, files.ZEROSHOT_TEMPLATES), builtin_resource(ZEROSHOT_TEMPLATES_FILE))
+    files.write_lines(fs, posixpath.join(out_path, files.CLASSNAMES), prompts.classnames)
+    files.write_lines(fs, posixpath.join(out_path, files.ZEROSHOT_TEMPLATES), prompts.templates)
     by_stage = dict(sorted(Counter(r.stage for r in all_rejected).items()))
     files.write_json(fs, posixpath.join(out_path, files.MANIFEST), {
         "format_version": files.FORMAT_VERSION,
@@ -141,24 +146,33 @@ def build(
         "shard_size": shard_size,
         "shard_max_bytes": shard_max_bytes,
         "image": config.image.describe(),
-        "templates": _describe_templates(chosen),
-        "default_template_used": not templates,
-        "default_template": DEFAULT_TEMPLATE,
+        **_describe_captions(spec, defaulted=not templates and not template_mix),
         "num_classes": len(classes),
-        "classnames": files.CLASSNAMES,
-        "zeroshot_templates": files.ZEROSHOT_TEMPLATES,
+        **_describe_prompts(prompts),
         "errors": {"file": files.ERRORS, "count": len(all_rejected), "by_stage": by_stage},
         "splits": {s: vars(summary) for s, summary in summaries.items()},
     })
     return BuildSummary(out, summaries, time.perf_counter() - started, by_stage)
 
 
-def _describe_templates(templates: Sequence[Template]) -> list[dict]:
-    return [
-        {"name": t.name, "member": "txt" if i == 0 else f"{t.name}.txt", "origin": t.origin,
-         "sha256": hashlib.sha256(t.source.encode()).hexdigest()}
-        for i, t in enumerate(templates)
-    ]
+def _describe_captions(spec: CaptionSpec, defaulted: bool) -> dict:
+    def entry(t, member, **more) -> dict:
+        return {"name": t.name, "member": member, "origin": t.origin, "sha256": hashlib.sha256(t.source.encode()).hexdigest(), **more}
+
+    primary = [entry(t, "txt", **({"weight": round(w, 6)} if spec.is_mix else {})) for t, w in spec.primary]
+    return {
+        "templates": primary + [entry(t, f"{t.name}.txt") for t in spec.named],
+        "template_mix": spec.is_mix,
+        "default_template_used": defaulted,
+    }
+
+
+def _describe_prompts(prompts: PromptSet) -> dict:
+    return {
+        "classnames": files.CLASSNAMES,
+        "zeroshot_templates": files.ZEROSHOT_TEMPLATES,
+        "zeroshot": {"prompts": prompts.name, "classnames_are": prompts.classnames_are, "templates": len(prompts.templates)},
+    }
 
 
 def _check_numbers(**values: int | None) -> None:

@@ -2,13 +2,15 @@
 
 The context of a template is the class's fields (``name``, ``common_name``,
 ``label``, every taxonomy rank by name, every extra field the adapter gives,
-``taxonomy`` as an ordered rank → value mapping, ``has_common_name``) plus the
-record's metadata as ``meta``.  An unknown field is an error, never an empty
-string, so a typo cannot silently produce captions without the species name.
+``taxonomy`` as an ordered rank → value mapping, ``has_common_name``,
+``common_or_scientific``) plus the record's metadata as ``meta``.  An unknown
+field is an error, never an empty string, so a typo cannot silently produce
+captions without the species name.  The filters are in ``caption_filters``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
+from .caption_filters import FILTERS
 from .records import ClassInfo, Record, VLConvertError
 
 DEFAULT_TEMPLATE = "taxonomic_common"
-ZEROSHOT_TEMPLATES_FILE = "zeroshot_classification_templates.txt"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
@@ -40,6 +42,13 @@ def builtin_template_names() -> list[str]:
 
 def builtin_resource(filename: str) -> str:
     return resources.files("vlconvert.templates").joinpath(filename).read_text(encoding="utf-8")
+
+
+def template_summary(template: Template) -> str:
+    """The template's leading ``{# … #}`` comment on one line, without its name."""
+    header = re.match(r"\s*\{#-?(.*?)-?#\}", template.source, re.DOTALL)
+    text = " ".join(header.group(1).split()) if header else ""
+    return text.removeprefix(f"{template.name}:").strip()
 
 
 def load_template(spec: str) -> Template:
@@ -65,70 +74,94 @@ def load_template(spec: str) -> Template:
 
 def load_templates(specs: Sequence[str]) -> list[Template]:
     templates = [load_template(s) for s in (specs or [DEFAULT_TEMPLATE])]
-    seen: set[str] = set()
-    for t in templates:
-        if t.name in seen:
-            raise VLConvertError(f"template {t.name!r} is given twice; each becomes its own tar member")
-        seen.add(t.name)
+    _check_unique(templates)
     return templates
 
 
-def join_ranks(taxonomy: Mapping[str, str]) -> str:
-    return " ".join(v for v in taxonomy.values() if v)
+def _check_unique(templates: Sequence[Template]) -> None:
+    seen: dict[str, Template] = {}
+    for t in templates:
+        if t.name in seen:
+            raise VLConvertError(f"template {t.name!r} is given twice; each becomes its own tar member")
+        seen[t.name] = t
+
+
+@dataclass(frozen=True)
+class CaptionSpec:
+    """Which template fills ``KEY.txt`` (one, or a weighted mix) and which fill ``KEY.<name>.txt``."""
+
+    primary: tuple[tuple[Template, float], ...]  # weights sum to 1
+    named: tuple[Template, ...] = ()
+    seed: int = 0
+
+    @property
+    def templates(self) -> list[Template]:
+        unique: dict[str, Template] = {}
+        for t in [t for t, _ in self.primary] + list(self.named):
+            unique.setdefault(t.name, t)
+        return list(unique.values())
+
+    @property
+    def is_mix(self) -> bool:
+        return len(self.primary) > 1
+
+    def choose(self, key: str) -> Template:
+        """The ``KEY.txt`` template of one sample: a pure function of (seed, key)."""
+        if not self.is_mix:
+            return self.primary[0][0]
+        digest = hashlib.blake2b(f"{self.seed}:{key}".encode(), digest_size=8).digest()
+        point = int.from_bytes(digest, "big") / 2**64
+        cumulative = 0.0
+        for template, weight in self.primary:
+            cumulative += weight
+            if point < cumulative:
+                return template
+        return self.primary[-1][0]
+
+
+def caption_spec(
+    templates: Sequence[str] = (),
+    mix: Mapping[str, float] | None = None,
+    all_templates: bool = False,
+    seed: int = 0,
+) -> CaptionSpec:
+    """``templates``: the first fills KEY.txt unless ``mix`` does; the rest, and with
+    ``all_templates`` every built-in, fill KEY.<name>.txt."""
+    given = [load_template(s) for s in templates]
+    _check_unique(given)
+    if mix:
+        weights = {spec: float(w) for spec, w in mix.items()}
+        if any(w <= 0 for w in weights.values()):
+            raise VLConvertError(f"--template-mix weights must be positive: {mix}")
+        total = sum(weights.values())
+        primary = tuple((load_template(spec), w / total) for spec, w in weights.items())
+        _check_unique([t for t, _ in primary])
+        named = given
+    else:
+        first = given[0] if given else load_template(DEFAULT_TEMPLATE)
+        primary, named = ((first, 1.0),), given[1:]
+    if all_templates:
+        named = named + [load_template(n) for n in builtin_template_names() if n not in {t.name for t in named}]
+    by_name = {t.name: t for t, _ in primary}
+    for t in named:
+        if by_name.setdefault(t.name, t) != t:
+            raise VLConvertError(f"two different templates are named {t.name!r}; rename one of the files")
+    return CaptionSpec(primary, tuple(named), seed)
 
 
 def class_context(cls: ClassInfo) -> dict[str, Any]:
     common = (cls.common_name or "").strip()
+    has_common = bool(common) and common.casefold() != cls.name.casefold()
     return {
         **cls.ranks,
         **cls.extra,
         "label": cls.label,
         "name": cls.name,
         "common_name": common,
-        "has_common_name": bool(common) and common.casefold() != cls.name.casefold(),
+        "has_common_name": has_common,
+        "common_or_scientific": common if has_common else cls.name,
         "taxonomy": cls.ranks,
     }
-
-
-class CaptionRenderer:
-    """Compiles the templates once; renders each record into one caption per template."""
-
-    def __init__(self, templates: Sequence[Template], classes: Sequence[ClassInfo]):
-        env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, finalize=_refuse_null)
-        env.filters["join_ranks"] = join_ranks
-        self.templates = list(templates)
-        self._compiled = []
-        for t in self.templates:
-            try:
-                self._compiled.append(env.from_string(t.source))
-            except jinja2.TemplateSyntaxError as exc:
-                raise VLConvertError(f"template {t.name} ({t.origin}), line {exc.lineno}: {exc.message}") from exc
-        self._contexts = [class_context(c) for c in classes]
-        self._classes = classes
-
-    def render(self, record: Record) -> list[str]:
-        """One caption per template, whitespace collapsed; raises ``CaptionError``."""
-        context = {**self._contexts[record.label], "meta": record.metadata}
-        return [self._render_one(i, context) for i in range(len(self._compiled))]
-
-    def check_classes(self, metadata: Mapping[str, Any] | None = None) -> None:
-        """Render every class once, so a template naming a missing field fails before the build."""
-        for context in self._contexts:
-            for i in range(len(self._compiled)):
-                try:
-                    self._render_one(i, {**context, "meta": metadata or {}})
-                except CaptionError as exc:
-                    raise VLConvertError(f"{exc} (class {context['label']} {context['name']!r})") from exc
-
-    def _render_one(self, index: int, context: dict[str, Any]) -> str:
-        try:
-            text = " ".join(self._compiled[index].render(context).split())
-        except Exception as exc:  # noqa: BLE001 - a template can raise anything (1/0, a bad format spec)
-            t = self.templates[index]
-            raise CaptionError(f"template {t.name} ({t.origin}): {str(exc) or type(exc).__name__}") from exc
-        if not text:
-            raise CaptionError(f"template {self.templates[index].name} rendered an empty caption")
-        return text
 
 
 def _refuse_null(value: Any) -> Any:
@@ -141,3 +174,64 @@ def _refuse_null(value: Any) -> Any:
 
 class CaptionError(ValueError):
     """A record whose caption could not be rendered; it goes to the error report."""
+
+
+class _CaptionSandbox(SandboxedEnvironment):
+    """Jinja's sandbox, also refusing arithmetic that could exhaust the machine."""
+
+    intercepted_binops = frozenset(["**", "*"])
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**":
+            raise SecurityError("the ** operator is not allowed in caption templates")
+        if operator == "*" and any(isinstance(x, (str, list, tuple)) for x in (left, right)):
+            count = right if isinstance(right, int) else left
+            if isinstance(count, int) and count > 1000:
+                raise SecurityError("repeating text more than 1000 times is not allowed in caption templates")
+        return super().call_binop(context, operator, left, right)
+
+
+class CaptionRenderer:
+    """Compiles templates once; renders classes and records through them."""
+
+    def __init__(self, templates: Sequence[Template], classes: Sequence[ClassInfo]):
+        env = _CaptionSandbox(undefined=jinja2.StrictUndefined, autoescape=False, finalize=_refuse_null)
+        env.filters.update(FILTERS)
+        self.environment = env
+        self.templates = list(templates)
+        self._compiled: dict[str, jinja2.Template] = {}
+        for t in self.templates:
+            try:
+                self._compiled[t.name] = env.from_string(t.source)
+            except jinja2.TemplateSyntaxError as exc:
+                raise VLConvertError(f"template {t.name} ({t.origin}), line {exc.lineno}: {exc.message}") from exc
+        self._by_name = {t.name: t for t in self.templates}
+        self.contexts = [class_context(c) for c in classes]
+
+    def render(self, template: Template | str, record: Record) -> str:
+        """The caption of ``record`` under one template; raises ``CaptionError``."""
+        name = template if isinstance(template, str) else template.name
+        return self.render_class(name, record.label, record.metadata)
+
+    def render_class(self, name: str, label: int, metadata: Mapping[str, Any] | None = None) -> str:
+        try:
+            text = " ".join(self._compiled[name].render({**self.contexts[label], "meta": metadata or {}}).split())
+        except SecurityError as exc:
+            raise CaptionError(f"template {self._describe(name)} was refused by the sandbox: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - a template can raise anything (1/0, a bad format spec)
+            raise CaptionError(f"template {self._describe(name)}: {str(exc) or type(exc).__name__}") from exc
+        if not text:
+            raise CaptionError(f"template {self._describe(name)} rendered an empty caption")
+        return text
+
+    def check_classes(self, metadata: Mapping[str, Any] | None = None) -> None:
+        """Render every class once, so a template naming a missing field fails before the build."""
+        for name in self._compiled:
+            for context in self.contexts:
+                try:
+                    self.render_class(name, context["label"], metadata)
+                except CaptionError as exc:
+                    raise VLConvertError(f"{exc} (class {context['label']} {context['name']!r})") from exc
+
+    def _describe(self, name: str) -> str:
+        return f"{name} ({self._by_name[name].origin})"

@@ -15,7 +15,8 @@ import click
 
 from . import __version__
 from .build import DEFAULT_SHARD_SIZE, BuildSummary, build
-from .captions import builtin_resource, builtin_template_names
+from .cli_captions import captions_group
+from .prompts import DEFAULT_PROMPT_SET
 from .records import VLConvertError
 from .registry import available_adapters, describe
 
@@ -41,6 +42,21 @@ class ByteSize(click.ParamType):
         if size < 1:
             self.fail("must be at least 1 byte", param, ctx)
         return size
+
+
+def _weights(ctx, param, value):
+    if not value:
+        return None
+    weights = {}
+    for item in value.split(","):
+        name, sep, weight = item.strip().rpartition("=")
+        try:
+            weights[name] = float(weight)
+        except ValueError:
+            raise click.BadParameter(f"{item!r} is not NAME=WEIGHT", ctx, param) from None
+        if not sep or not name or weights[name] <= 0:
+            raise click.BadParameter(f"{item!r} is not NAME=WEIGHT with a positive weight", ctx, param)
+    return weights
 
 
 def _key_value(ctx, param, values):
@@ -70,7 +86,14 @@ def cli() -> None:
 @click.option("--split", "splits", multiple=True, help="Split to convert; repeat for several. Default: every split found.")
 @click.option("--template", "-t", "templates", multiple=True, metavar="NAME|FILE.j2",
               help="Caption template: a built-in name or a .j2 file. The first fills KEY.txt, each further one "
-                   "KEY.<name>.txt. Default: taxonomic_common. See `vlconvert templates`.")
+                   "KEY.<name>.txt. Default: taxonomic_common. See `vlconvert captions list`.")
+@click.option("--template-mix", callback=_weights, metavar="NAME=W,...",
+              help="Fill KEY.txt from one of several templates per sample, drawn by weight from the seed, "
+                   "e.g. scientific=0.3,common=0.3,taxonomic=0.4. --template then only adds KEY.<name>.txt members.")
+@click.option("--all-templates", is_flag=True, help="Also write every built-in template as KEY.<name>.txt.")
+@click.option("--zeroshot-prompts", default=DEFAULT_PROMPT_SET, show_default=True, metavar="SET|FILE",
+              help="What classnames.txt and zeroshot_classification_templates.txt hold: simple, openai_imagenet "
+                   "(CLIP's 80), same_as_training (each class's training caption), or a file of {c} templates.")
 @click.option("--resize", type=click.IntRange(min=1), metavar="N",
               help="Re-encode as JPEG with the shorter side N (never upscaled). Default: original bytes pass through.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality when re-encoding.")
@@ -82,8 +105,8 @@ def cli() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an earlier vlconvert build in OUT.")
 @click.option("--option", "adapter_options", multiple=True, metavar="KEY=VALUE", callback=_key_value,
               help="An option passed to the adapter; repeat for several.")
-def build_command(adapter, root, out, splits, templates, resize, quality, shard_size, shard_max_bytes, workers, seed, overwrite,
-                  adapter_options):
+def build_command(adapter, root, out, splits, templates, template_mix, all_templates, zeroshot_prompts, resize, quality, shard_size,
+                  shard_max_bytes, workers, seed, overwrite, adapter_options):
     """Convert a dataset into webdataset tar shards with captions.
 
     \b
@@ -108,7 +131,8 @@ def build_command(adapter, root, out, splits, templates, resize, quality, shard_
 
     try:
         summary = build(
-            adapter, root, out, splits=splits, templates=templates, resize=resize, quality=quality,
+            adapter, root, out, splits=splits, templates=templates, template_mix=template_mix, all_templates=all_templates,
+            zeroshot_prompts=zeroshot_prompts, resize=resize, quality=quality,
             shard_size=shard_size, shard_max_bytes=shard_max_bytes, workers=workers, seed=seed,
             overwrite=overwrite, adapter_options=adapter_options, progress=progress,
         )
@@ -137,14 +161,7 @@ def adapters_command():
         click.echo(f"{name:16} {describe(entry)}{origin}")
 
 
-@cli.command("templates")
-def templates_command():
-    """List the built-in caption templates with what each renders."""
-    for name in builtin_template_names():
-        source = builtin_resource(f"{name}.j2")
-        header = re.search(r"\{#-?(.*?)-?#\}", source, re.DOTALL)
-        text = " ".join(header.group(1).split()) if header else ""
-        click.echo(f"{name:20} {text.removeprefix(name + ':').strip()}")
+cli.add_command(captions_group)
 
 
 def main() -> None:

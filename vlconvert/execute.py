@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .captions import CaptionError, CaptionRenderer, Template
+from .captions import CaptionError, CaptionRenderer, CaptionSpec
 from .images import ImageError, ImageOptions, prepare, read_bytes
 from .records import ClassInfo, Record, Rejected
 from .shards import ShardInfo, ShardSink, TarShard
@@ -23,7 +23,7 @@ from .storage import filesystem
 @dataclass(frozen=True)
 class WorkerConfig:
     classes: Sequence[ClassInfo]
-    templates: Sequence[Template]
+    captions: CaptionSpec
     image: ImageOptions
     out: str  # the build's output folder, local path or fsspec URL
     max_samples: int
@@ -47,7 +47,7 @@ class ShardWriter:
     def __init__(self, config: WorkerConfig):
         self.config = config
         self.fs, self.out_path = filesystem(config.out, "--out")
-        self.captions = CaptionRenderer(config.templates, config.classes)
+        self.captions = CaptionRenderer(config.captions.templates, config.classes)
 
     def write(self, split: str, index: int, records: Sequence[Record]) -> ShardResult:
         def open_part(part: int) -> TarShard:
@@ -69,7 +69,10 @@ class ShardWriter:
         return result
 
     def _members(self, record: Record) -> list[tuple[str, bytes]]:
-        captions = self.captions.render(record)
+        spec = self.config.captions
+        primary = spec.choose(record.key)
+        captions = [("txt", self.captions.render(primary, record))]
+        captions += [(f"{t.name}.txt", self.captions.render(t, record)) for t in spec.named]
         image = prepare(read_bytes(record.image), self.config.image)
         cls = self.config.classes[record.label]
         sample = {
@@ -84,9 +87,9 @@ class ShardWriter:
             "width": image.width,
             "height": image.height,
             "metadata": dict(record.metadata),
+            "caption_template": primary.name,
         }
-        members = [(image.extension, image.data), ("txt", captions[0].encode())]
-        members += [(f"{t.name}.txt", c.encode()) for t, c in zip(self.config.templates[1:], captions[1:])]
+        members = [(image.extension, image.data)] + [(member, text.encode()) for member, text in captions]
         members.append(("json", json.dumps(sample, ensure_ascii=False, default=str).encode()))
         members.append(("cls", str(record.label).encode()))
         return members

@@ -13,7 +13,7 @@ import posixpath
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .records import ClassInfo, Rejected
+from .records import Rejected
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -41,9 +41,9 @@ def write_sizes(fs, split_dir: str, shards: Sequence[dict]) -> None:
     write_json(fs, posixpath.join(split_dir, SIZES), {posixpath.basename(s["name"]): s["samples"] for s in shards})
 
 
-def write_classnames(fs, out_path: str, classes: Sequence[ClassInfo]) -> None:
-    # One class per line, so a name may not contain a line break.
-    write_text(fs, posixpath.join(out_path, CLASSNAMES), "".join(" ".join(c.name.split()) + "\n" for c in classes))
+def write_lines(fs, path: str, lines: Sequence[str]) -> None:
+    # One entry per line, so an entry may not contain a line break.
+    write_text(fs, path, "".join(" ".join(line.split()) + "\n" for line in lines))
 
 
 def write_errors(fs, out_path: str, rejected: Iterable[Rejected]) -> int:

@@ -1,0 +1,39 @@
+from inat_layout import EXAMPLE
+
+from vlconvert import create_adapter
+from vlconvert.captions import Template, load_template
+from vlconvert.lint import lint, percentiles, sample_records
+
+
+def example(n=50):
+    adapter = create_adapter("inat2021", str(EXAMPLE))
+    return adapter.classes(), sample_records(adapter.records("train"), n, seed=0, split="train")
+
+
+def test_guarded_and_optional_metadata_is_not_undefined():
+    classes, sample = example()
+    source = "a photo of {{ name }}{% if meta.habitat is defined %} in {{ meta.habitat }}{% endif %}{{ meta.get('notes', '') }}"
+    report = lint(Template("guarded", source, "test"), classes, sample)
+    assert report.ok and report.undefined == [] and report.failures == []
+
+
+def test_metadata_the_dataset_has_is_defined_and_unknown_metadata_is_not():
+    classes, sample = example()
+    report = lint(Template("t", "{{ name }} {{ meta.rights_holder }} {{ meta['habitat'] }} {{ meta.date }}", "test"), classes, sample)
+    assert report.undefined == ["meta.habitat"] and not report.ok
+
+
+def test_render_failures_are_reported_per_class():
+    classes, sample = example()
+    report = lint(Template("t", "{{ name }} {{ 1 / (label - 3) }}", "test"), classes, sample)
+    assert report.undefined == []
+    assert report.failures[0].startswith("class 3 'Danaus plexippus': template t (test): division by zero")
+
+
+def test_lengths_and_sampling_are_deterministic():
+    classes, sample = example(30)
+    assert [r.key for r in sample] == [r.key for r in example(30)[1]]
+    report = lint(load_template("taxonomic_tagged"), classes, sample)
+    assert len(report.char_lengths) == 12 + 30
+    assert report.token_lengths is None or (len(report.token_lengths) == 42 and max(report.token_lengths) < 77)
+    assert percentiles([5, 1, 3]) == {"p0": 1, "p50": 3, "p90": 5, "p99": 5, "p100": 5}

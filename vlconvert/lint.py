@@ -1,0 +1,116 @@
+"""``vlconvert captions lint``: what a template will do to a dataset, before a long build.
+
+It reports the fields a template uses that the adapter does not provide, the
+classes whose captions collide (different classes, identical text: training
+cannot tell them apart, and iNat-2021 common names are not unique), and the
+caption lengths under CLIP's 77-token context.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from jinja2 import meta as jinja_meta
+from jinja2 import nodes
+
+from .captions import CaptionError, CaptionRenderer, Template
+from .plan import shuffled_order
+from .records import ClassInfo, Record
+
+CONTEXT_LENGTH = 77  # CLIP's text context, start and end tokens included
+
+
+@dataclass
+class LintReport:
+    template: str
+    classes: int
+    records: int
+    undefined: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    collisions: list[tuple[str, list[str]]] = field(default_factory=list)
+    char_lengths: list[int] = field(default_factory=list)
+    token_lengths: list[int] | None = None
+    tokenizer_note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.undefined and not self.failures
+
+    @property
+    def truncated(self) -> int:
+        return sum(n > CONTEXT_LENGTH for n in self.token_lengths or [])
+
+
+def sample_records(records: Sequence[Record], n: int, seed: int, split: str) -> list[Record]:
+    """``n`` records drawn with the build's shuffle, so the same seed shows the same ones."""
+    if not isinstance(records, Sequence):
+        records = list(records)
+    positions = shuffled_order(len(records), seed, split)[:n]
+    take = getattr(records, "take", None)
+    return take(positions) if take else [records[i] for i in positions]
+
+
+def lint(template: Template, classes: Sequence[ClassInfo], sample: Sequence[Record]) -> LintReport:
+    renderer = CaptionRenderer([template], classes)
+    report = LintReport(template.name, len(classes), len(sample))
+    report.undefined = _undefined_fields(template, renderer, sample)
+
+    class_meta: dict[int, dict] = {}
+    for record in sample:
+        class_meta.setdefault(record.label, dict(record.metadata))
+    by_text: dict[str, list[str]] = defaultdict(list)
+    for cls in classes:
+        try:
+            by_text[renderer.render_class(template.name, cls.label, class_meta.get(cls.label, {}))].append(cls.name)
+        except CaptionError as exc:
+            report.failures.append(f"class {cls.label} {cls.name!r}: {exc}")
+    report.collisions = sorted((text, names) for text, names in by_text.items() if len(names) > 1)
+
+    captions = list(by_text)
+    for record in sample:
+        try:
+            captions.append(renderer.render(template, record))
+        except CaptionError as exc:
+            report.failures.append(f"record {record.key} ({record.source or 'no source'}): {exc}")
+    report.char_lengths = [len(c) for c in captions]
+    report.token_lengths, report.tokenizer_note = _token_lengths(captions)
+    return report
+
+
+def _undefined_fields(template: Template, renderer: CaptionRenderer, sample: Sequence[Record]) -> list[str]:
+    env = renderer.environment
+    tree = env.parse(template.source)
+    provided = set(env.globals) | {"meta"} | {k for ctx in renderer.contexts for k in ctx}
+    missing = sorted(name for name in jinja_meta.find_undeclared_variables(tree) if name not in provided)
+    meta_keys = {k for record in sample for k in record.metadata}
+    guarded = {n.node.attr for n in tree.find_all(nodes.Test) if n.name == "defined" and _meta_field(n.node)}
+    used = {_meta_field(n) for n in tree.find_all((nodes.Getattr, nodes.Getitem))} - {None, "get", "items", "keys", "values"}
+    missing += sorted(f"meta.{name}" for name in used - meta_keys - guarded)
+    return missing
+
+
+def _meta_field(node) -> str | None:
+    if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name == "meta":
+        return node.attr
+    if isinstance(node, nodes.Getitem) and isinstance(node.node, nodes.Name) and node.node.name == "meta" \
+            and isinstance(node.arg, nodes.Const):
+        return str(node.arg.value)
+    return None
+
+
+def _token_lengths(captions: list[str]) -> tuple[list[int] | None, str]:
+    try:
+        from open_clip.tokenizer import SimpleTokenizer
+    except ImportError:
+        return None, "token counts need open_clip: pip install 'vlconvert[lit]'"
+    tokenizer = SimpleTokenizer()
+    return [len(tokenizer.encode(c)) + 2 for c in captions], "open_clip SimpleTokenizer (CLIP BPE)"
+
+
+def percentiles(values: Sequence[int]) -> dict[str, int]:
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+    return {f"p{p}": ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] for p in (0, 50, 90, 99, 100)}
