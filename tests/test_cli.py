@@ -56,11 +56,13 @@ def test_rejected_records_are_reported(tmp_path):
         (["--adapter", "cub9000", "--root", "."], "error: unknown adapter 'cub9000'; available: inat2021"),
         (["--adapter", "inat2021", "--root", str(EXAMPLE), "--template", "missing.j2"], "error: template file missing.j2 does not exist"),
         (["--adapter", "inat2021", "--root", str(EXAMPLE), "--split", "test"], "error: split 'test' not found"),
+        (["--adapter", "inat2021", "--root", str(EXAMPLE), "--out", "/etc/hostname/shards"],
+         "error: /etc/hostname/shards: cannot create the output folder: Not a directory"),
     ],
 )
-def test_user_mistakes_exit_1_without_traceback(tmp_path, args, message):
-    result = run("build", *args, "--out", str(tmp_path / "out"))
-    assert result.returncode == 1
+def test_user_mistakes_exit_2_without_traceback(tmp_path, args, message):
+    result = run("build", *args, *([] if "--out" in args else ["--out", str(tmp_path / "out")]))
+    assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 

@@ -32,3 +32,17 @@ def test_the_example_template_renders_as_its_comment_says():
     renderer = CaptionRenderer([Template("family_first", source, "docs")], [_class_info(0, dict(category("Pica hudsonia")))])
     assert renderer.render_class("family_first", 0, {}) == "a photo of a member of Corvidae, Pica hudsonia."
     assert '"a photo of a member of Corvidae, Pica hudsonia."' in source
+
+
+def test_the_readme_preview_is_what_the_command_prints():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```console\n$ vlconvert captions preview ")[1].split("```")[0]
+    args, shown = block.split("\n", 1)
+    exe = Path(sys.executable).parent / "vlconvert"
+    result = subprocess.run([str(exe), "captions", "preview", *args.split()], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == shown

@@ -84,5 +84,5 @@ def test_plugin_builds_with_options_and_rejections(plugin_path, tmp_path):
 
 def test_plugin_rejects_unknown_options(plugin_path, tmp_path):
     result = run(plugin_path, "build", "-a", "tiny", "-r", "x", "-o", str(tmp_path / "o"), "--option", "colour=red")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "error: adapter 'tiny' does not accept the options {'colour': 'red'}" in result.stderr

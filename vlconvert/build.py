@@ -257,7 +257,10 @@ def _prepare_out(fs, out: str, out_path: str, overwrite: bool) -> None:
         if not fs.exists(posixpath.join(out_path, files.MANIFEST)):
             raise VLConvertError(f"{out}: not empty and holds no {files.MANIFEST}, so it is not a vlconvert build; refusing to delete it")
         fs.rm(out_path, recursive=True)
-    fs.makedirs(out_path, exist_ok=True)
+    try:
+        fs.makedirs(out_path, exist_ok=True)
+    except OSError as exc:
+        raise VLConvertError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from exc
     # Claims the folder at once, so an interrupted build can still be replaced with --overwrite.
     files.write_json(fs, posixpath.join(out_path, files.MANIFEST),
                      {"format_version": files.FORMAT_VERSION, "vlconvert_version": __version__, "status": "in_progress"})

@@ -1,8 +1,10 @@
 """The ``vlconvert`` command.
 
-Exit codes: 0 the build finished (rejected records, if any, are listed in
-OUT/errors.jsonl); 1 a problem with the input, the options or the output
-location, explained in one message; 2 a command-line usage error; 130 interrupted.
+Exit codes: 0 done (a build's rejected records, if any, are listed in
+OUT/errors.jsonl); 1 a failure while running (an unwritable output, a full
+disk) or, for ``captions lint``, a template that fails; 2 the input or the
+command line is wrong (a missing file, a bad layout, a bad option), explained
+in one line; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def cli() -> None:
     """
 
 
-@cli.command("build", epilog="Exit codes: 0 built (see OUT/errors.jsonl for rejected records), 1 bad input or options, 2 usage error.")
+@cli.command("build", epilog="Exit codes: 0 built (see OUT/errors.jsonl for rejected records), 1 failed while running, "
+                    "2 bad input, layout or options.")
 @click.option("--adapter", "-a", required=True, help="Dataset reader, e.g. inat2021 (see `vlconvert adapters`).")
 @click.option("--root", "-r", required=True, help="The dataset's folder (or fsspec URL), in its official release layout.")
 @click.option("--out", "-o", required=True, help="Output folder (or fsspec URL) for shards and side files.")
@@ -175,7 +178,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except VLConvertError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(2)
     except OSError as exc:
         # An unwritable --out, a full disk, a vanished mount: the user's to fix, and the
         # message already names the file.  VLCONVERT_DEBUG=1 shows the traceback.
