@@ -9,13 +9,13 @@ the longest caption in CLIP tokens (needs open_clip for tokens):
 import json
 import sys
 
-from vlconvert.adapters.inat2021 import _class_info
+from vlconvert.adapters.inat2021 import INat2021Adapter
 
 from vlconvert.captions import builtin_template_names, load_template
 from vlconvert.lint import lint
 
 categories = sorted(json.load(open(sys.argv[1], encoding="utf-8")), key=lambda c: c["id"])
-classes = [_class_info(label, dict(c)) for label, c in enumerate(categories)]
+classes = [INat2021Adapter.class_info(label, dict(c)) for label, c in enumerate(categories)]
 print(f"{'template':18} {'collisions':>10} {'species':>8} {'max tokens':>10} {'truncated':>9}")
 for name in builtin_template_names():
     report = lint(load_template(name), classes, [])

@@ -225,7 +225,7 @@ def test_option_errors(root, tmp_path, kwargs, message):
 
 
 def test_unknown_adapter_lists_available(tmp_path):
-    with pytest.raises(VLConvertError, match="unknown adapter 'inat2022'; available: inat2021"):
+    with pytest.raises(VLConvertError, match="unknown adapter 'inat2022'; available: cub200, fgvc_aircraft, imagefolder, inat2017, inat2018, inat2019, inat2021, nabirds, table"):
         vlconvert.build("inat2022", str(tmp_path), str(tmp_path / "out"))
 
 

@@ -53,7 +53,7 @@ def test_rejected_records_are_reported(tmp_path):
     ("args", "message"),
     [
         (["--adapter", "inat2021", "--root", "/nonexistent/inat"], "error: /nonexistent/inat: no such folder"),
-        (["--adapter", "cub9000", "--root", "."], "error: unknown adapter 'cub9000'; available: inat2021"),
+        (["--adapter", "cub9000", "--root", "."], "error: unknown adapter 'cub9000'; available: cub200, "),
         (["--adapter", "inat2021", "--root", str(EXAMPLE), "--template", "missing.j2"], "error: template file missing.j2 does not exist"),
         (["--adapter", "inat2021", "--root", str(EXAMPLE), "--split", "test"], "error: split 'test' not found"),
         (["--adapter", "inat2021", "--root", str(EXAMPLE), "--out", "/etc/hostname/shards"],
@@ -97,7 +97,10 @@ def test_help_on_every_command(command):
 
 def test_adapters_and_templates_listings():
     adapters = run("adapters")
-    assert adapters.returncode == 0 and adapters.stdout.startswith("inat2021 ") and "iNaturalist 2021" in adapters.stdout
+    lines = adapters.stdout.splitlines()
+    assert adapters.returncode == 0 and [line.split()[0] for line in lines] == [
+        "cub200", "fgvc_aircraft", "imagefolder", "inat2017", "inat2018", "inat2019", "inat2021", "nabirds", "table"]
+    assert all(len(line.split(None, 1)) == 2 for line in lines) and "iNaturalist 2021" in adapters.stdout
     templates = run("captions", "list").stdout
     assert "taxonomic_common" in templates and "a photo of Lumbricus terrestris." in templates
 

@@ -3,7 +3,7 @@
 import re
 
 from inat_layout import REPO, category
-from vlconvert.adapters.inat2021 import _class_info
+from vlconvert.adapters.inat2021 import INat2021Adapter
 
 from vlconvert.captions import CaptionRenderer, Template, builtin_template_names, load_template
 from vlconvert.records import ClassInfo
@@ -14,7 +14,7 @@ ATTRIBUTES = {"attributes": ["a cone-shaped bill", "black wings", "a red shoulde
 
 
 def test_the_template_table_matches_the_templates():
-    pica = _class_info(0, dict(category("Pica hudsonia")))
+    pica = INat2021Adapter.class_info(0, dict(category("Pica hudsonia")))
     cub = ClassInfo(1, "Red-winged Blackbird", "", (), {"raw_name": "010.Red_winged_Blackbird"})
     names = builtin_template_names()
     renderer = CaptionRenderer([load_template(n) for n in names], [pica, cub])
@@ -29,7 +29,7 @@ def test_the_template_table_matches_the_templates():
 
 def test_the_example_template_renders_as_its_comment_says():
     source = DOC.split("```jinja\n")[1].split("```")[0]
-    renderer = CaptionRenderer([Template("family_first", source, "docs")], [_class_info(0, dict(category("Pica hudsonia")))])
+    renderer = CaptionRenderer([Template("family_first", source, "docs")], [INat2021Adapter.class_info(0, dict(category("Pica hudsonia")))])
     assert renderer.render_class("family_first", 0, {}) == "a photo of a member of Corvidae, Pica hudsonia."
     assert '"a photo of a member of Corvidae, Pica hudsonia."' in source
 

@@ -86,3 +86,33 @@ def test_plugin_rejects_unknown_options(plugin_path, tmp_path):
     result = run(plugin_path, "build", "-a", "tiny", "-r", "x", "-o", str(tmp_path / "o"), "--option", "colour=red")
     assert result.returncode == 2
     assert "error: adapter 'tiny' does not accept the options {'colour': 'red'}" in result.stderr
+
+
+def test_the_example_plugin_package_installs_and_builds(tmp_path):
+    import shutil
+
+    from inat_layout import REPO, write_image
+
+    source = tmp_path / "custom_adapter"
+    shutil.copytree(REPO / "examples" / "custom_adapter", source)
+    site = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                              "--target", str(site), str(source)], capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr
+    survey = tmp_path / "survey"
+    rows = [("a.jpg", "Calanus", "finmarchicus", 12.0), ("b.jpg", "Calanus", "glacialis", 3.5), ("c.jpg", "Oithona", "similis", 8.0)]
+    for image, *_ in rows:
+        write_image(survey / image, (30, 60, 200))
+    (survey / "survey.csv").write_text("image,genus,species,depth_m\n" + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in rows))
+
+    listing = run(site, "adapters").stdout
+    assert "plankton" in listing and "[vlconvert-plankton]" in listing
+    out = tmp_path / "out"
+    result = run(site, "build", "-a", "plankton", "-r", str(survey), "-o", str(out), "--option", "min_depth=5", "-t", "taxonomic")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["splits"]["train"]["read"], manifest["splits"]["train"]["written"]) == (3, 2)
+    with tarfile.open(out / "train" / "train-000000.tar") as tar:
+        texts = sorted(tar.extractfile(n).read().decode() for n in tar.getnames() if n.endswith(".txt"))
+    assert texts == ["a photo of Calanus finmarchicus.", "a photo of Oithona similis."]
+    assert json.loads((out / "errors.jsonl").read_text())["reason"] == "shallower than min_depth=5.0"

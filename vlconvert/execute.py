@@ -73,7 +73,7 @@ class ShardWriter:
         primary = spec.choose(record.key)
         captions = [("txt", self.captions.render(primary, record))]
         captions += [(f"{t.name}.txt", self.captions.render(t, record)) for t in spec.named]
-        image = prepare(read_bytes(record.image), self.config.image)
+        image = prepare(read_bytes(record.image), self.config.image, record.crop)
         cls = self.config.classes[record.label]
         sample = {
             "key": record.key,

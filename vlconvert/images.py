@@ -61,9 +61,13 @@ def read_bytes(image: str | bytes) -> bytes:
         raise ImageError(f"cannot read image {image}: {os.strerror(exc.errno) if exc.errno else exc}") from exc
 
 
-def prepare(data: bytes, options: ImageOptions) -> PreparedImage:
+def prepare(data: bytes, options: ImageOptions, crop=None) -> PreparedImage:
+    """The bytes for the shard; ``crop`` is a Record's crop region (forces a re-encode)."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if crop is not None:
+                img.load()
+                return _reencode(img.crop(_crop_box(crop, img.size)), options)
             if options.resize is None and img.format in _PASSTHROUGH_FORMATS:
                 prepared = PreparedImage(data, _PASSTHROUGH_FORMATS[img.format], img.width, img.height)
                 _check_decodes(img)
@@ -73,6 +77,19 @@ def prepare(data: bytes, options: ImageOptions) -> PreparedImage:
         raise ImageError("not a recognised image format") from exc
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"cannot decode image: {exc}") from exc
+
+
+def _crop_box(crop, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    width, height = size
+    left, top, right, bottom = crop
+    left = max(0, round(left or 0))
+    top = max(0, round(top or 0))
+    right = width if right is None else round(right + width if right < 0 else right)
+    bottom = height if bottom is None else round(bottom + height if bottom < 0 else bottom)
+    right, bottom = min(width, right), min(height, bottom)
+    if right - left < 1 or bottom - top < 1:
+        raise ImageError(f"crop {tuple(crop)} leaves nothing of a {width}x{height} image")
+    return left, top, right, bottom
 
 
 def _check_decodes(img: Image.Image) -> None:
@@ -89,7 +106,7 @@ def _reencode(img: Image.Image, options: ImageOptions) -> PreparedImage:
         # Ask the JPEG decoder for a DCT-scaled image no smaller than needed:
         # decoding at 1/2, 1/4 or 1/8 size is several times faster.
         scale = options.resize / min(img.size)
-        if scale < 1:
+        if scale < 1 and img.format == "JPEG":
             img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
     img = _to_rgb(ImageOps.exif_transpose(img))
     if options.resize is not None and min(img.size) > options.resize:

@@ -59,7 +59,9 @@ class Record:
 
     ``image`` is a local path, an fsspec URL (``s3://…``, ``file://…``) or the
     encoded bytes themselves.  ``source`` says where the record came from, for
-    the per-sample JSON and the error report.
+    the per-sample JSON and the error report.  ``crop`` asks for a region
+    (left, top, right, bottom) in stored-pixel coordinates; a negative right or
+    bottom counts from the far edge and None means the edge itself.
     """
 
     key: str
@@ -68,6 +70,7 @@ class Record:
     split: str
     metadata: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
+    crop: tuple[float | None, float | None, float | None, float | None] | None = None
 
     def __post_init__(self) -> None:
         if not is_valid_key(self.key):

@@ -23,6 +23,14 @@ ENTRY_POINT_GROUP = "vlconvert.adapters"
 # Imported lazily, so listing adapters costs nothing until one is used.
 BUILTIN_ADAPTERS: dict[str, str] = {
     "inat2021": "vlconvert.adapters.inat2021:INat2021Adapter",
+    "inat2017": "vlconvert.adapters.inat_earlier:INat2017Adapter",
+    "inat2018": "vlconvert.adapters.inat_earlier:INat2018Adapter",
+    "inat2019": "vlconvert.adapters.inat_earlier:INat2019Adapter",
+    "cub200": "vlconvert.adapters.cub200:CUB200Adapter",
+    "nabirds": "vlconvert.adapters.nabirds:NABirdsAdapter",
+    "fgvc_aircraft": "vlconvert.adapters.fgvc_aircraft:FGVCAircraftAdapter",
+    "imagefolder": "vlconvert.adapters.imagefolder:ImageFolderAdapter",
+    "table": "vlconvert.adapters.table:TableAdapter",
 }
 
 

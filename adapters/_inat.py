@@ -1,0 +1,183 @@
+"""The iNaturalist competition releases: COCO-style JSON per split plus image folders.
+
+``INatReleaseAdapter`` holds everything the years share (streaming the JSON,
+labels by category id, rejections, records built on demand); each year's
+adapter names its split files, its rank fields and where its categories are.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Sequence
+from functools import cached_property
+from itertools import accumulate
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vlconvert.records import ClassInfo, Record, Rejected, VLConvertError
+
+from ._coco import CHUNK_ROWS, ESCAPES_ROOT, LabelledImages, flag_paths_escaping_root, join_labels, read_list, require_columns
+from ._release import ReleaseFiles
+
+# (rank in the taxonomy, field of the category).  The species rank holds the
+# specific epithet, as in BioCLIP's taxonomic captions.
+LINNAEAN_FIELDS = (
+    ("kingdom", "kingdom"),
+    ("phylum", "phylum"),
+    ("class", "class"),
+    ("order", "order"),
+    ("family", "family"),
+    ("genus", "genus"),
+    ("species", "specific_epithet"),
+)
+
+
+class INatReleaseAdapter:
+    name = ""
+    description = ""
+    split_files: dict[str, str] = {}  # split → its JSON file under ROOT
+    rank_fields: tuple[tuple[str, str], ...] = LINNAEAN_FIELDS
+    chunk_rows = CHUNK_ROWS  # JSON list items per spilled Arrow chunk
+
+    def __init__(self, root: str, spill_dir: str | None = None):
+        self.root = root
+        self._spill_parent = spill_dir
+        self.files = ReleaseFiles(root, self.name)
+        self._fs, self._root_path = self.files.fs, self.files.path
+        self._splits = [s for s, f in self.split_files.items() if self.files.exists(f)]
+        if not self._splits:
+            raise VLConvertError(
+                f"{root}: found none of {', '.join(self.split_files.values())}; "
+                f"point --root at the folder where the {self.name} annotation files were extracted"
+            )
+        self._parsed: dict[str, LabelledImages] = {}
+
+    def splits(self) -> list[str]:
+        return list(self._splits)
+
+    def classes(self) -> list[ClassInfo]:
+        return self._classes
+
+    def records(self, split: str) -> "INatRecords":
+        parsed = self._parse(split)
+        return INatRecords(self, split, parsed.table, parsed.rows)
+
+    def rejected(self, split: str) -> list[Rejected]:
+        return list(self._parse(split).rejected)
+
+    def image_location(self, file_name: str) -> str:
+        return self.files.location(file_name)
+
+    def _json_path(self, split: str) -> str:
+        return self.files.join(self.split_files[split])
+
+    def category_file(self) -> str:
+        """Every split's file lists the same categories: read them from the smallest."""
+        split = min(self._splits, key=lambda s: self._fs.size(self._json_path(s)))
+        return self._json_path(split)
+
+    @classmethod
+    def class_info(cls, label: int, row: dict) -> ClassInfo:
+        name = row.pop("name")
+        common_name = row.pop("common_name", None) or ""
+        taxonomy = tuple((rank, row[f]) for rank, f in cls.rank_fields if row.get(f))
+        return ClassInfo(label=label, name=name, common_name=common_name, taxonomy=taxonomy, extra=row)
+
+    @cached_property
+    def _spill_dir(self) -> str:
+        # The parsed JSON is memory-mapped from here; it goes when the adapter does.
+        folder = tempfile.mkdtemp(prefix="vlconvert-inat2021-", dir=self._spill_parent)
+        weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
+        return folder
+
+    @cached_property
+    def _categories(self) -> pa.Table:
+        return _read_categories(self._fs, self.category_file())
+
+    @cached_property
+    def _classes(self) -> list[ClassInfo]:
+        return [self.class_info(label, row) for label, row in enumerate(self._categories.to_pylist())]
+
+    def _parse(self, split: str) -> LabelledImages:
+        if split not in self._splits:
+            raise VLConvertError(f"{self.root}: split {split!r} not found; this root has {', '.join(self._splits)}")
+        if split not in self._parsed:
+            path = self._json_path(split)
+            spill = os.path.join(self._spill_dir, split)
+            os.makedirs(spill, exist_ok=True)
+            images = read_list(self._fs, path, "images", spill, self.chunk_rows, annotate=flag_paths_escaping_root)
+            annotations = read_list(self._fs, path, "annotations", spill, self.chunk_rows)
+            self._parsed[split] = join_labels(images, annotations, self._categories["id"], split, path)
+        return self._parsed[split]
+
+
+class INatRecords(Sequence):
+    """The records of one split, built on demand from the Arrow table."""
+
+    def __init__(self, adapter: INatReleaseAdapter, split: str, table: pa.Table, rows: pa.Array):
+        self._adapter, self._split, self._rows = adapter, split, rows
+        # Table.take on a many-chunk table first concatenates every column (a full
+        # copy), so rows are looked up chunk by chunk instead.
+        self._batches = table.to_batches()
+        self._offsets = list(accumulate((b.num_rows for b in self._batches), initial=0))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.take(range(*index.indices(len(self))))
+        return self.take([index])[0]
+
+    def take(self, indices) -> list[Record]:
+        wanted: dict[int, list[tuple[int, int]]] = defaultdict(list)  # batch → [(row in batch, output position)]
+        for position, row in enumerate(self._rows.take(pa.array(indices, pa.int64())).to_pylist()):
+            batch = bisect_right(self._offsets, row) - 1
+            wanted[batch].append((row - self._offsets[batch], position))
+        out: list[Record | None] = [None] * len(indices)
+        for batch, items in wanted.items():
+            rows = self._batches[batch].take(pa.array([r for r, _ in items], pa.int64())).to_pylist()
+            for (_, position), row in zip(items, rows):
+                out[position] = self._record(row)
+        return out
+
+    def _record(self, row: dict) -> Record:
+        file_name = row.pop("file_name")
+        label = row.pop("label")
+        row.pop(ESCAPES_ROOT, None)
+        return Record(
+            key=str(row["id"]),
+            image=self._adapter.image_location(file_name),
+            label=label,
+            split=self._split,
+            metadata=row,
+            source=file_name,
+        )
+
+
+def _read_categories(fs, path: str) -> pa.Table:
+    categories = read_list(fs, path, "categories")
+    require_columns(categories, ("id", "name"), path, "categories")
+    if categories.num_rows == 0:
+        raise VLConvertError(f"{path}: the 'categories' list is empty")
+    ids, names = categories["id"], categories["name"]
+    if pc.any(pc.is_null(ids)).as_py():
+        raise VLConvertError(f"{path}: a category has no id")
+    if not pa.types.is_string(names.type):
+        raise VLConvertError(f"{path}: category names must be strings, found {names.type} values")
+    nameless = pc.or_kleene(pc.is_null(names), pc.equal(pc.utf8_trim_whitespace(names), ""))
+    if pc.any(nameless).as_py():
+        raise VLConvertError(f"{path}: category id {ids.filter(nameless)[0].as_py()} has no name")
+    duplicates = pc.not_equal(pc.index_in(ids, value_set=ids), pa.array(range(len(ids))))
+    if pc.any(duplicates).as_py():
+        dup = ids.filter(duplicates)[0].as_py()
+        raise VLConvertError(f"{path}: category id {dup} appears more than once")
+    # A class's label is its position among the categories sorted by id.
+    return categories.take(pc.sort_indices(ids))
+

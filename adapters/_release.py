@@ -1,0 +1,210 @@
+"""What the file-based adapters share: reading a release's small text files with
+errors that name the file and line, option parsing, caching the parsed release,
+and turning per-image tables into records and rejections.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlconvert.records import ClassInfo, Record, Rejected, VLConvertError, is_valid_key
+from vlconvert.storage import filesystem
+
+
+class ReleaseFiles:
+    """The files of one dataset release under ROOT (a local folder or an fsspec URL)."""
+
+    def __init__(self, root: str, dataset: str):
+        self.root = root
+        self.dataset = dataset
+        self.fs, self.path = filesystem(root, "--root")
+        self._protocol = root.split("://", 1)[0] if "://" in root else None
+        if not self.fs.isdir(self.path):
+            raise VLConvertError(f"{root}: no such folder (the {dataset} root)")
+
+    def join(self, *parts: str) -> str:
+        return posixpath.join(self.path, *parts)
+
+    def exists(self, relative: str) -> bool:
+        return self.fs.exists(self.join(relative))
+
+    def location(self, relative: str) -> str:
+        """What a Record's ``image`` should hold for a file named by the release; URLs and absolute paths stay."""
+        if "://" in relative or relative.startswith("/"):
+            return relative
+        path = self.join(relative)
+        return f"{self._protocol}://{path}" if self._protocol and self._protocol != "file" else path
+
+    def require(self, relative: str, expected: str) -> str:
+        if not self.exists(relative):
+            raise VLConvertError(f"{self.root}: {relative} not found; {self.dataset} expects {expected}")
+        return relative
+
+    def read_text(self, relative: str, expected: str) -> str:
+        self.require(relative, expected)
+        with self.fs.open(self.join(relative), "rb") as f:
+            data = f.read()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")  # older releases are not all UTF-8
+
+    def rows(self, relative: str, fields: int, expected: str, rest: bool = False) -> Iterator[tuple[int, list[str]]]:
+        """(line number, fields) of a whitespace-separated file; with ``rest`` the last field keeps its spaces."""
+        for number, line in enumerate(self.read_text(relative, expected).splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = line.split(maxsplit=fields - 1) if rest else line.split()
+            if len(parts) != fields:
+                raise VLConvertError(f"{self.root}/{relative}, line {number}: expected '{expected}', found {line!r}")
+            yield number, parts
+
+    def table(self, relative: str, expected: str, parse: Callable[[list[str]], Any], fields: int, rest: bool = False) -> dict:
+        """First field → ``parse(other fields)``; a bad value or a repeated id names the line."""
+        out: dict[str, Any] = {}
+        for number, (key, *values) in self.rows(relative, fields, expected, rest):
+            if key in out:
+                raise VLConvertError(f"{self.root}/{relative}, line {number}: id {key} appears a second time")
+            try:
+                out[key] = parse(values)
+            except ValueError:
+                raise VLConvertError(
+                    f"{self.root}/{relative}, line {number}: expected '{expected}', found {' '.join([key, *values])!r}"
+                ) from None
+        return out
+
+
+def option_float(value: Any, name: str, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise VLConvertError(f"option {name}={value!r} is not a number") from None
+    if not low <= number <= high:
+        raise VLConvertError(f"option {name}={value!r} must be between {low} and {high}")
+    return number
+
+
+def option_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise VLConvertError(f"option {name}={value!r} is not true or false")
+
+
+@dataclass
+class Release:
+    """A parsed release: its classes, and per split the records and the rejected rows."""
+
+    classes: list[ClassInfo]
+    records: dict[str, list[Record]] = field(default_factory=dict)
+    rejected: dict[str, list[Rejected]] = field(default_factory=dict)
+
+
+class ReleaseAdapter:
+    """Base of the adapters that parse a whole release once: subclasses implement ``load``."""
+
+    name = ""
+    description = ""
+
+    def __init__(self, root: str):
+        self.files = ReleaseFiles(root, self.name)
+        self._release: Release | None = None
+
+    def load(self) -> Release:
+        raise NotImplementedError
+
+    @property
+    def release(self) -> Release:
+        if self._release is None:
+            self._release = self.load()
+        return self._release
+
+    def classes(self) -> list[ClassInfo]:
+        return self.release.classes
+
+    def splits(self) -> list[str]:
+        return list(self.release.records)
+
+    def records(self, split: str) -> list[Record]:
+        if split not in self.release.records:
+            raise VLConvertError(f"{self.files.root}: split {split!r} not found; {self.name} has {', '.join(self.splits())}")
+        return self.release.records[split]
+
+    def rejected(self, split: str) -> list[Rejected]:
+        return self.release.rejected.get(split, [])
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One image as listed by a release, before it is checked."""
+
+    image_id: str
+    path: str  # relative to the release root
+    class_id: str | None  # None: the release gives the image no class
+    split: str | None  # None: the release gives the image no split
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    crop: tuple | None = None
+    problem: str | None = None  # a reason, found by the adapter, why this row cannot be a record
+
+
+def assemble(
+    files: ReleaseFiles, rows: Sequence[ImageRow], label_of: Mapping[str, int], splits: Sequence[str], where: str
+) -> tuple[dict[str, list[Record]], dict[str, list[Rejected]]]:
+    """Records per split for every row that can be one; a Rejected, with its reason, for every other."""
+    records: dict[str, list[Record]] = {s: [] for s in splits}
+    rejected: dict[str, list[Rejected]] = {s: [] for s in splits}
+    for row in rows:
+        split = row.split if row.split in records else splits[0]
+        reason = _reason(row, splits, label_of)
+        if reason:
+            rejected[split].append(Rejected(split, row.image_id, f"{where} image {row.image_id} {row.path}", reason))
+            continue
+        records[split].append(Record(
+            key=row.image_id, image=files.location(row.path), label=label_of[row.class_id], split=split,
+            metadata=dict(row.metadata), source=row.path, crop=row.crop,
+        ))
+    return records, rejected
+
+
+def _reason(row: ImageRow, splits: Sequence[str], label_of: Mapping[str, int]) -> str | None:
+    if row.problem:
+        return row.problem
+    if not row.path:
+        return "the release gives this image no file"
+    if row.split is None:
+        return "the release assigns this image to no split"
+    if row.split not in splits:
+        return f"unknown split {row.split!r}"
+    if row.class_id is None:
+        return "the release gives this image no class"
+    if row.class_id not in label_of:
+        return f"unknown class {row.class_id!r}"
+    if not is_valid_key(row.image_id):
+        return f"image id {row.image_id!r} cannot be a sample key (letters, digits, '_' and '-' only)"
+    return None
+
+
+TRAIN_TEST = ("train", "test")
+
+
+def zero_one(values: list[str]) -> bool:
+    """The ``is_training_image`` column of CUB and NABirds."""
+    if values[0] not in {"0", "1"}:
+        raise ValueError(values[0])
+    return values[0] == "1"
+
+
+def train_or_test(is_train: Mapping[str, bool], image_id: str) -> str | None:
+    return None if image_id not in is_train else TRAIN_TEST[0] if is_train[image_id] else TRAIN_TEST[1]
+
+
+def box_crop(box: Sequence[float] | None) -> tuple | None:
+    """An (x, y, width, height) box as a Record crop."""
+    return (box[0], box[1], box[0] + box[2], box[1] + box[3]) if box else None

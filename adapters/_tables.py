@@ -1,0 +1,67 @@
+"""Tables for the generic adapters: reading CSV/TSV/Parquet/JSONL with pyarrow, and
+the optional taxonomy table that gives a user's own classes ranks and names."""
+
+from __future__ import annotations
+
+import posixpath
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from vlconvert.records import ClassInfo, VLConvertError
+
+RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+_ALIASES = {"specific_epithet": "species", "scientific_name": "name"}
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "json", ".json": "json"}
+
+
+def read_table(fs, path: str, shown: str) -> pa.Table:
+    """A whole table by its extension; every column read as written (strings stay strings)."""
+    kind = FORMATS.get(posixpath.splitext(path)[1].lower())
+    if kind is None:
+        raise VLConvertError(f"{shown}: unknown table format; use one of {', '.join(sorted(FORMATS))}")
+    try:
+        with fs.open(path, "rb") as f:
+            if kind == "parquet":
+                return pq.read_table(f)
+            if kind == "json":
+                return pa_json.read_json(f)
+            options = pa_csv.ParseOptions(delimiter="\t" if kind == "tsv" else ",")
+            return pa_csv.read_csv(f, parse_options=options)
+    except FileNotFoundError:
+        raise VLConvertError(f"{shown}: not found") from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise VLConvertError(f"{shown}: cannot be read as {kind}: {exc}") from None
+
+
+def pick_column(table: pa.Table, wanted: str | None, candidates: tuple[str, ...], role: str, shown: str, required: bool = True):
+    if wanted:
+        if wanted not in table.column_names:
+            raise VLConvertError(f"{shown}: has no column {wanted!r} (for the {role}); its columns: {', '.join(table.column_names)}")
+        return wanted
+    found = next((c for c in candidates if c in table.column_names), None)
+    if found is None and required:
+        raise VLConvertError(
+            f"{shown}: no {role} column; name one with --option {role}_column=NAME "
+            f"(looked for {', '.join(candidates)}; found {', '.join(table.column_names)})"
+        )
+    return found
+
+
+def classes_from_keys(keys: list[str], taxonomy: pa.Table | None, key_column: str | None, shown: str) -> list[ClassInfo]:
+    """One class per key (a folder or label value), in the given order, enriched from the taxonomy table."""
+    rows: dict[str, dict] = {}
+    if taxonomy is not None:
+        key_column = pick_column(taxonomy, key_column, ("folder", "class", "label", "key"), "taxonomy_key", shown)
+        for row in taxonomy.to_pylist():
+            rows[str(row.pop(key_column))] = {_ALIASES.get(k, k): v for k, v in row.items() if v not in (None, "")}
+    classes = []
+    for label, key in enumerate(keys):
+        row = dict(rows.get(key, {}))
+        name = str(row.pop("name", key))
+        common = str(row.pop("common_name", ""))
+        taxonomy_pairs = tuple((rank, str(row.pop(rank))) for rank in RANKS if rank in row)
+        classes.append(ClassInfo(label, name, common, taxonomy_pairs, {"class_key": key, **row}))
+    return classes
