@@ -138,7 +138,14 @@ def test_unknown_field_names_field_template_and_class(tmp_path, inat):
         ("{{ name.format.__globals__ }}", "refused by the sandbox"),
         ("{% for i in range(10**9) %}x{% endfor %}", "refused by the sandbox: the \\*\\* operator is not allowed"),
         ("{% for i in range(1000000000) %}x{% endfor %}", "Range too big. The sandbox blocks ranges larger than MAX_RANGE"),
-        ("{{ name * 100000000 }}", "refused by the sandbox: repeating text more than 1000 times"),
+        ("{{ name * 100000000 }}", "refused by the sandbox: repeating text past 2000 characters"),
+        ("{{ ((name * 40) * 40) * 40 }}", "refused by the sandbox: repeating text past 2000 characters"),
+        ("{{ name | center(2000000000) }}", "refused by the sandbox: a width over 2000"),
+        ("{{ '%2000000000s' | format(name) }}", "refused by the sandbox: format widths over 999"),
+        ("{{ '{:>2000000000}'.format(name) }}", "refused by the sandbox: format widths over 999"),
+        ("{{ lipsum(n=100000000) }}", "'lipsum' is undefined"),
+        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "rendering took longer than 2 s"),
+        ("{% for i in range(3000) %}ab{% endfor %}", "refused by the sandbox: the caption grew past 2000 characters"),
     ],
 )
 def test_sandbox_refuses_python_internals_and_runaway_work(tmp_path, source, message):
@@ -199,3 +206,25 @@ def test_render_error_is_a_caption_error():
     renderer = CaptionRenderer(load_templates(["with_attributes"]), [ClassInfo(0, "x")])
     with pytest.raises(CaptionError, match=r"template with_attributes \(built-in\): 'int' object is not iterable"):
         renderer.render("with_attributes", Record("k", b"", 0, "val", metadata={"attributes": 5}))
+
+
+def test_template_files_must_be_j2_and_utf8(tmp_path):
+    with pytest.raises(VLConvertError, match="template file common.j2 does not exist; the built-in template is named plain 'common'"):
+        load_template("common.j2")
+    with pytest.raises(VLConvertError, match="unknown template 'README.md'"):
+        load_template("README.md")
+    latin = tmp_path / "latin.j2"
+    latin.write_bytes(b"\xffa photo of {{ name }}")
+    with pytest.raises(VLConvertError, match=r"template file .*latin.j2: not UTF-8 text \(byte 0\)"):
+        load_template(str(latin))
+
+
+@pytest.mark.parametrize("mix", [{"scientific": float("nan"), "common": 1}, {"scientific": float("inf"), "common": 1},
+                                 {"scientific": 0, "common": 1}, {"scientific": 1, " scientific ": 2}])
+def test_bad_mix_weights_are_refused(mix):
+    with pytest.raises(VLConvertError, match="--template-mix"):
+        caption_spec(mix=mix)
+
+
+def test_mix_names_are_stripped():
+    assert [t.name for t, _ in caption_spec(mix={" scientific ": 1, "common": 1}).primary] == ["scientific", "common"]

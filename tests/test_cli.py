@@ -150,13 +150,13 @@ def test_captions_lint_passes_and_counts_tokens_on_the_example():
 
 def test_captions_lint_reports_collisions_and_undefined_fields(tmp_path):
     pica = next(c for c in read_json(EXAMPLE / "val.json")["categories"] if c["name"] == "Pica hudsonia")
-    twin = {**pica, "id": 99999, "name": "Pica pica", "specific_epithet": "pica",
-            "image_dir_name": "99999_Animalia_Chordata_Aves_Passeriformes_Corvidae_Pica_pica"}  # same common name
+    twin = {**pica, "id": 99999, "name": "Pica pica", "specific_epithet": "pica", "common_name": "black-billed magpie",
+            "image_dir_name": "99999_Animalia_Chordata_Aves_Passeriformes_Corvidae_Pica_pica"}  # same name, other case
     root = make_inat_root(tmp_path / "inat", categories=[pica, twin], per_class={"train": 1})
     common = run("captions", "lint", "-a", "inat2021", "-r", str(root), "-t", "common")
     assert common.returncode == 0
     assert "colliding captions: 1" in common.stdout
-    assert "'a photo of Black-billed Magpie.': Pica hudsonia, Pica pica" in common.stdout
+    assert "'a photo of black-billed magpie.': Pica hudsonia, Pica pica" in common.stdout  # as CLIP's tokenizer sees it
     assert "colliding captions: 0" in run("captions", "lint", "-a", "inat2021", "-r", str(root), "-t", "scientific").stdout
     template = tmp_path / "bad.j2"
     template.write_text("a photo of {{ name }} in {{ meta.habitat }} by {{ photographer }}.")
@@ -164,3 +164,25 @@ def test_captions_lint_reports_collisions_and_undefined_fields(tmp_path):
     assert bad.returncode == 1
     assert "undefined field: photographer" in bad.stdout and "undefined field: meta.habitat" in bad.stdout
     assert "lint failed" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("mix", ["scientific=nan,common=1", "scientific=1,scientific=2", "scientific", "scientific=-1"])
+def test_bad_template_mix_is_a_usage_error(tmp_path, mix):
+    result = run("build", "-a", "inat2021", "-r", str(EXAMPLE), "-o", str(tmp_path / "o"), "--template-mix", mix)
+    assert result.returncode == 2 and "Invalid value for '--template-mix'" in result.stderr
+
+
+def test_preview_fails_when_captions_fail(tmp_path):
+    template = tmp_path / "depth.j2"
+    template.write_text("a photo of {{ name }} at {{ meta.depth }} m")
+    result = run("captions", "preview", "-a", "inat2021", "-r", str(EXAMPLE), "-t", str(template), "-n", "2")
+    assert result.returncode == 1 and result.stdout.count("ERROR: template depth") == 2
+    assert "2 of the sampled captions failed to render" in result.stderr
+
+
+def test_prompt_files_need_exactly_the_c_placeholder(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a photo of {c}.\n{x} and {c}\n")
+    result = run("build", "-a", "inat2021", "-r", str(EXAMPLE), "-o", str(tmp_path / "o"), "--zeroshot-prompts", str(prompts))
+    assert result.returncode == 2 and "prompts.txt, line 2: a zero-shot template needs the placeholder {c} and no other braces" \
+        in result.stderr

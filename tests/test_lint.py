@@ -37,3 +37,36 @@ def test_lengths_and_sampling_are_deterministic():
     assert len(report.char_lengths) == 12 + 30
     assert report.token_lengths is None or (len(report.token_lengths) == 42 and max(report.token_lengths) < 77)
     assert percentiles([5, 1, 3]) == {"p0": 1, "p50": 3, "p90": 5, "p99": 5, "p100": 5}
+
+
+def test_every_kind_of_guard_is_understood():
+    classes, sample = example()
+    source = ("{{ name }}{% if meta['habitat'] is defined %} {{ meta['habitat'] }}{% endif %}"
+              "{% if 'depth' in meta %} {{ meta.depth }}{% endif %}{{ meta.notes | default('') }}"
+              "{% if tribe is defined %} {{ tribe }}{% endif %}{{ meta.get('sex', '') }}")
+    report = lint(Template("guards", source, "test"), classes, sample)
+    assert report.undefined == [] and report.ok
+
+
+def test_builtin_templates_lint_clean_on_the_example():
+    classes, sample = example()
+    from vlconvert.captions import builtin_template_names
+
+    for name in builtin_template_names():
+        report = lint(load_template(name), classes, sample)
+        assert report.ok, (name, report.undefined, report.failures[:2])
+
+
+def test_unsampled_classes_use_real_metadata():
+    classes, sample = example(n=3)
+    report = lint(Template("dated", "{{ name }} {{ meta.date[:4] }}", "test"), classes, sample)
+    assert report.ok and report.failures == []
+
+
+def test_collisions_compare_as_the_tokenizer_sees_text():
+    from vlconvert import ClassInfo
+
+    classes = [ClassInfo(0, "Enallagma aspersum", "Azure Bluet"), ClassInfo(1, "Enallagma other", "azure  bluet"),
+               ClassInfo(2, "Pica hudsonia", "Black-billed Magpie")]
+    report = lint(load_template("common"), classes, [])
+    assert report.collisions == [("a photo of azure bluet.", ["Enallagma aspersum", "Enallagma other"])]

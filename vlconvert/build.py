@@ -46,6 +46,7 @@ class BuildSummary:
     splits: dict[str, SplitSummary]
     seconds: float
     errors_by_stage: dict[str, int] = field(default_factory=dict)
+    duplicate_classnames: int = 0  # lines of classnames.txt that repeat another (zero-shot cannot tell them apart)
 
     @property
     def written(self) -> int:
@@ -152,7 +153,7 @@ def build(
         "errors": {"file": files.ERRORS, "count": len(all_rejected), "by_stage": by_stage},
         "splits": {s: vars(summary) for s, summary in summaries.items()},
     })
-    return BuildSummary(out, summaries, time.perf_counter() - started, by_stage)
+    return BuildSummary(out, summaries, time.perf_counter() - started, by_stage, prompts.duplicates)
 
 
 def _describe_captions(spec: CaptionSpec, defaulted: bool) -> dict:
@@ -171,7 +172,14 @@ def _describe_prompts(prompts: PromptSet) -> dict:
     return {
         "classnames": files.CLASSNAMES,
         "zeroshot_templates": files.ZEROSHOT_TEMPLATES,
-        "zeroshot": {"prompts": prompts.name, "classnames_are": prompts.classnames_are, "templates": len(prompts.templates)},
+        "zeroshot": {
+            "prompts": prompts.name,
+            "classnames_are": prompts.classnames_are,
+            "templates": len(prompts.templates),
+            "sha256": hashlib.sha256("\n".join(prompts.templates).encode()).hexdigest(),
+            # Identical lines in classnames.txt are classes zero-shot evaluation cannot tell apart.
+            "duplicate_classnames": prompts.duplicates,
+        },
     }
 
 

@@ -8,22 +8,25 @@ write ``{{ taxonomy | binomial or name }}``.
 from __future__ import annotations
 
 import calendar
+import math
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 # Words that start with a vowel letter but a consonant sound, and the reverse.
-_CONSONANT_SOUND = re.compile(r"^(uni|use|usu|uti|eu|ewe|one|once|ubi|ura|uro)", re.IGNORECASE)
-_VOWEL_SOUND = re.compile(r"^(hour|honest|honou?r|heir)", re.IGNORECASE)
+_CONSONANT_SOUND = re.compile(r"^(uni(?![nmv])|use|usu|uti|uta|ute|uk|eu|ewe|one|once|ubi|ura|uro|uvu)", re.IGNORECASE)
+_VOWEL_SOUND = re.compile(r"^(hour|honest|honou?r|heir|8|11|18|80|800)", re.IGNORECASE)
 
 
 def article(text: str) -> str:
-    """'a Black-billed Magpie', 'an English oak'."""
+    """'a Black-billed Magpie', 'an English oak', 'a Utah juniper', 'an Ōhiʻa', 'an 8-spotted'."""
     text = (text or "").strip()
     if not text:
         return ""
-    vowel = text[0].lower() in "aeiou"
-    if (vowel and not _CONSONANT_SOUND.match(text)) or _VOWEL_SOUND.match(text):
+    plain = unicodedata.normalize("NFD", text)  # "Ōhiʻa" starts with an O
+    vowel = plain[0].lower() in "aeiou"
+    if (vowel and not _CONSONANT_SOUND.match(plain)) or _VOWEL_SOUND.match(plain):
         return f"an {text}"
     return f"a {text}"
 
@@ -31,8 +34,9 @@ def article(text: str) -> str:
 def join_ranks(taxonomy: Mapping[str, str], upto: str | None = None, tagged: bool = False) -> str:
     """The non-empty ranks from the broadest down to ``upto`` (inclusive), optionally as 'rank value'."""
     if upto is not None and upto not in taxonomy:
-        known = ", ".join(taxonomy) or "none"
-        raise ValueError(f"join_ranks(upto={upto!r}): no such rank here (ranks: {known})")
+        if not taxonomy:
+            return ""  # a class without ranks (CUB, a plain folder): let the template fall back to the name
+        raise ValueError(f"join_ranks(upto={upto!r}): no such rank here (ranks: {', '.join(taxonomy)})")
     words = []
     for rank, value in taxonomy.items():
         if value:
@@ -66,15 +70,19 @@ def year(date: Any) -> str:
 
 
 def place(meta: Mapping[str, Any], digits: int = 1) -> str:
-    """'35.5°N 139.2°E' from ``latitude`` and ``longitude``; '' when either is missing."""
+    """'35.5°N 139.2°E' from ``latitude`` and ``longitude``; '' when either is missing or impossible."""
     lat, lon = meta.get("latitude"), meta.get("longitude")
-    if not isinstance(lat, (int, float)) or not isinstance(lon, (int, float)):
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (lat, lon))
+    if not numbers or abs(lat) > 90 or abs(lon) > 180:
         return ""
+    digits = max(0, min(int(digits), 6))
     return f"{abs(lat):.{digits}f}°{'N' if lat >= 0 else 'S'} {abs(lon):.{digits}f}°{'E' if lon >= 0 else 'W'}"
 
 
 def join_and(items: Iterable[Any]) -> str:
     """'a, b and c'."""
+    if isinstance(items, str):
+        items = [items]
     words = [str(i) for i in items if i not in (None, "")]
     return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
 

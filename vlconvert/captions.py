@@ -11,6 +11,7 @@ captions without the species name.  The filters are in ``caption_filters``.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 
 from .caption_filters import FILTERS
+from .caption_sandbox import CaptionSandbox
 from .records import ClassInfo, Record, VLConvertError
 
 DEFAULT_TEMPLATE = "taxonomic_common"
@@ -56,20 +58,29 @@ def load_template(spec: str) -> Template:
     if spec in builtin_template_names():
         return Template(spec, builtin_resource(f"{spec}.j2"), "built-in")
     path = Path(spec)
-    if spec.endswith(".j2") or path.exists():
+    if spec.endswith(".j2"):
         if not path.is_file():
-            raise VLConvertError(f"template file {spec} does not exist")
-        name = path.name[: -len(".j2")] if path.name.endswith(".j2") else path.stem
+            builtin = path.name[: -len(".j2")]
+            hint = f"; the built-in template is named plain {builtin!r}" if builtin in builtin_template_names() else ""
+            raise VLConvertError(f"template file {spec} does not exist{hint}")
+        name = path.name[: -len(".j2")]
         if not _NAME_RE.match(name):
             raise VLConvertError(
                 f"template file {spec}: its name {name!r} becomes the tar member KEY.{name}.txt, "
                 "so it may hold only letters, digits, '_' and '-'"
             )
-        return Template(name, path.read_text(encoding="utf-8"), str(path))
+        return Template(name, read_utf8(path, "template file"), str(path))
     raise VLConvertError(
         f"unknown template {spec!r}: give a built-in name ({', '.join(builtin_template_names())}) "
         "or a path to a .j2 file"
     )
+
+
+def read_utf8(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise VLConvertError(f"{what} {path}: not UTF-8 text (byte {exc.start})") from None
 
 
 def load_templates(specs: Sequence[str]) -> list[Template]:
@@ -130,9 +141,11 @@ def caption_spec(
     given = [load_template(s) for s in templates]
     _check_unique(given)
     if mix:
-        weights = {spec: float(w) for spec, w in mix.items()}
-        if any(w <= 0 for w in weights.values()):
-            raise VLConvertError(f"--template-mix weights must be positive: {mix}")
+        weights = {spec.strip(): float(w) for spec, w in mix.items()}
+        if len(weights) < len(mix):
+            raise VLConvertError(f"--template-mix names a template twice: {', '.join(mix)}")
+        if any(not math.isfinite(w) or w <= 0 for w in weights.values()):
+            raise VLConvertError(f"--template-mix weights must be positive finite numbers: {mix}")
         total = sum(weights.values())
         primary = tuple((load_template(spec), w / total) for spec, w in weights.items())
         _check_unique([t for t, _ in primary])
@@ -164,39 +177,26 @@ def class_context(cls: ClassInfo) -> dict[str, Any]:
     }
 
 
-def _refuse_null(value: Any) -> Any:
-    # StrictUndefined catches missing fields, but a present-and-null one (an iNat
-    # image without latitude) would print "None" into the caption.
-    if value is None:
-        raise ValueError("a field printed by the template is null here; guard it with {% if … is not none %}")
-    return value
+class _AnyMeta(dict):
+    """Metadata in which every field exists (as text), for telling class-level from record-level failures."""
+
+    def __missing__(self, key):
+        return "x"
+
+    def get(self, key, default=None):
+        value = super().get(key)
+        return "x" if value is None else value
 
 
 class CaptionError(ValueError):
     """A record whose caption could not be rendered; it goes to the error report."""
 
 
-class _CaptionSandbox(SandboxedEnvironment):
-    """Jinja's sandbox, also refusing arithmetic that could exhaust the machine."""
-
-    intercepted_binops = frozenset(["**", "*"])
-
-    def call_binop(self, context, operator, left, right):
-        if operator == "**":
-            raise SecurityError("the ** operator is not allowed in caption templates")
-        if operator == "*" and any(isinstance(x, (str, list, tuple)) for x in (left, right)):
-            count = right if isinstance(right, int) else left
-            if isinstance(count, int) and count > 1000:
-                raise SecurityError("repeating text more than 1000 times is not allowed in caption templates")
-        return super().call_binop(context, operator, left, right)
-
-
 class CaptionRenderer:
     """Compiles templates once; renders classes and records through them."""
 
     def __init__(self, templates: Sequence[Template], classes: Sequence[ClassInfo]):
-        env = _CaptionSandbox(undefined=jinja2.StrictUndefined, autoescape=False, finalize=_refuse_null)
-        env.filters.update(FILTERS)
+        env = CaptionSandbox(FILTERS)
         self.environment = env
         self.templates = list(templates)
         self._compiled: dict[str, jinja2.Template] = {}
@@ -215,7 +215,7 @@ class CaptionRenderer:
 
     def render_class(self, name: str, label: int, metadata: Mapping[str, Any] | None = None) -> str:
         try:
-            text = " ".join(self._compiled[name].render({**self.contexts[label], "meta": metadata or {}}).split())
+            text = " ".join(self.environment.render(self._compiled[name], {**self.contexts[label], "meta": metadata or {}}).split())
         except SecurityError as exc:
             raise CaptionError(f"template {self._describe(name)} was refused by the sandbox: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - a template can raise anything (1/0, a bad format spec)
@@ -225,13 +225,21 @@ class CaptionRenderer:
         return text
 
     def check_classes(self, metadata: Mapping[str, Any] | None = None) -> None:
-        """Render every class once, so a template naming a missing field fails before the build."""
+        """Render every class once, so a template naming a missing class field fails before the build.
+
+        ``metadata`` is one real record's; when a class fails only with it (a null
+        there), the class is tried again with metadata that has every field, and
+        only a failure then (a class-level mistake) stops the build."""
         for name in self._compiled:
             for context in self.contexts:
                 try:
                     self.render_class(name, context["label"], metadata)
                 except CaptionError as exc:
-                    raise VLConvertError(f"{exc} (class {context['label']} {context['name']!r})") from exc
+                    try:
+                        present = {k: v for k, v in (metadata or {}).items() if v is not None}
+                        self.render_class(name, context["label"], _AnyMeta(present))
+                    except CaptionError:
+                        raise VLConvertError(f"{exc} (class {context['label']} {context['name']!r})") from exc
 
     def _describe(self, name: str) -> str:
         return f"{name} ({self._by_name[name].origin})"

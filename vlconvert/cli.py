@@ -9,6 +9,7 @@ in one line; 130 interrupted.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -51,13 +52,17 @@ def _weights(ctx, param, value):
         return None
     weights = {}
     for item in value.split(","):
-        name, sep, weight = item.strip().rpartition("=")
+        name, sep, weight = item.rpartition("=")
+        name = name.strip()
         try:
-            weights[name] = float(weight)
+            number = float(weight)
         except ValueError:
             raise click.BadParameter(f"{item!r} is not NAME=WEIGHT", ctx, param) from None
-        if not sep or not name or weights[name] <= 0:
-            raise click.BadParameter(f"{item!r} is not NAME=WEIGHT with a positive weight", ctx, param)
+        if not sep or not name or not math.isfinite(number) or number <= 0:
+            raise click.BadParameter(f"{item!r} is not NAME=WEIGHT with a positive, finite weight", ctx, param)
+        if name in weights:
+            raise click.BadParameter(f"{name!r} is given twice", ctx, param)
+        weights[name] = number
     return weights
 
 
@@ -143,6 +148,9 @@ def build_command(adapter, root, out, splits, templates, template_mix, all_templ
         if bar is not None:
             bar.__exit__(None, None, None)
     _print_summary(summary)
+    if summary.duplicate_classnames:
+        click.echo(f"warning: classnames.txt repeats {summary.duplicate_classnames} names (compared as CLIP's tokenizer sees them); "
+                   "zero-shot evaluation cannot tell those classes apart", err=True)
 
 
 def _print_summary(summary: BuildSummary) -> None:

@@ -60,14 +60,18 @@ def preview_command(adapter, root, split, template, seed, count) -> None:
     chosen = load_template(template)
     classes = source.classes()
     renderer = CaptionRenderer([chosen], classes)
+    failed = 0
     for record in sample_records(source.records(split), count, seed, split):
         cls = classes[record.label]
         common = f" ({cls.common_name})" if cls.common_name and cls.common_name != cls.name else ""
         try:
             caption = renderer.render(chosen, record)
         except CaptionError as exc:
-            caption = f"ERROR: {exc}"
+            caption, failed = f"ERROR: {exc}", failed + 1
         click.echo(f"[{record.label}] {cls.name}{common}  ·  {split}/{record.key}\n    {caption}")
+    if failed:
+        click.echo(f"{failed} of the sampled captions failed to render", err=True)
+        raise SystemExit(1)
 
 
 @captions_group.command("lint")
@@ -100,6 +104,7 @@ def lint_command(adapter, root, split, template, seed, count) -> None:
         click.echo(f"  tokens ({report.tokenizer_note}): {tokens}; truncated at the {CONTEXT_LENGTH}-token context: "
                    f"{report.truncated} of {len(report.token_lengths)}")
     if not report.ok:
-        click.echo("lint failed: the template uses fields this dataset does not provide", err=True)
+        click.echo(f"lint failed: {len(report.undefined)} undefined fields, {len(report.failures)} captions that fail to render",
+                   err=True)
         raise SystemExit(1)
     click.echo("lint passed")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .captions import CaptionError, CaptionRenderer, CaptionSpec, builtin_resource
+from .captions import CaptionError, CaptionRenderer, CaptionSpec, builtin_resource, read_utf8
 from .records import ClassInfo, VLConvertError
 
 BUILTIN_PROMPT_SETS = ("simple", "openai_imagenet", "same_as_training")
@@ -27,6 +27,11 @@ class PromptSet:
     templates: list[str]
     classnames_are: str  # "canonical names" or "training captions"
 
+    @property
+    def duplicates(self) -> int:
+        """Class names that repeat another, compared as CLIP's tokenizer sees them (case and spacing ignored)."""
+        return len(self.classnames) - len({" ".join(n.casefold().split()) for n in self.classnames})
+
 
 def prompt_set(choice: str, classes: list[ClassInfo], spec: CaptionSpec, renderer: CaptionRenderer) -> PromptSet:
     names = [" ".join(c.name.split()) for c in classes]
@@ -39,15 +44,22 @@ def prompt_set(choice: str, classes: list[ClassInfo], spec: CaptionSpec, rendere
         raise VLConvertError(
             f"unknown zero-shot prompt set {choice!r}: give one of {', '.join(BUILTIN_PROMPT_SETS)} or a text file of templates"
         )
-    return PromptSet(str(path), names, _templates(path.read_text(encoding="utf-8"), str(path)), "canonical names")
+    return PromptSet(str(path), names, _templates(read_utf8(path, "zero-shot prompt file"), str(path)), "canonical names")
 
 
 def _templates(text: str, origin: str) -> list[str]:
     lines = [line.strip() for line in text.splitlines()]
     templates = [line for line in lines if line]
     for number, line in enumerate(lines, start=1):
-        if line and "{c}" not in line:
-            raise VLConvertError(f"{origin}, line {number}: a zero-shot template needs the placeholder {{c}}: {line!r}")
+        if not line:
+            continue
+        try:
+            usable = "{c}" in line and line.format(c="x") is not None  # CLIP_benchmark calls .format(c=name)
+        except (KeyError, IndexError, ValueError):
+            usable = False
+        if not usable:
+            raise VLConvertError(f"{origin}, line {number}: a zero-shot template needs the placeholder {{c}} "
+                                 f"and no other braces: {line!r}")
     if not templates:
         raise VLConvertError(f"{origin}: no zero-shot templates in it")
     return templates
