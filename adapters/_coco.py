@@ -50,7 +50,8 @@ def read_list(
 
     try:
         with fs.open(path, "rb") as stream:
-            for item in ijson.items(stream, f"{section}.item", use_float=True, buf_size=_READ_BUFFER):
+            # An empty section means the document itself is the list (iNat-2018's categories.json).
+            for item in ijson.items(stream, f"{section}.item" if section else "item", use_float=True, buf_size=_READ_BUFFER):
                 if not isinstance(item, dict):
                     raise VLConvertError(f"{path}: every entry of {section!r} must be an object, found {item!r}")
                 pending.append(item)
@@ -61,7 +62,8 @@ def read_list(
     if pending:
         flush()
     if not chunks:
-        _require_section(fs, path, section)
+        if section:
+            _require_section(fs, path, section)
         return pa.table({})
     try:
         return pa.concat_tables(chunks, promote_options="permissive")

@@ -44,6 +44,7 @@ class INatReleaseAdapter:
     split_files: dict[str, str] = {}  # split → its JSON file under ROOT
     rank_fields: tuple[tuple[str, str], ...] = LINNAEAN_FIELDS
     chunk_rows = CHUNK_ROWS  # JSON list items per spilled Arrow chunk
+    category_section = "categories"  # where category_file() keeps them; "" when the file is the list itself
 
     def __init__(self, root: str, spill_dir: str | None = None):
         self.root = root
@@ -98,7 +99,7 @@ class INatReleaseAdapter:
 
     @cached_property
     def _categories(self) -> pa.Table:
-        return _read_categories(self._fs, self.category_file())
+        return _read_categories(self._fs, self.category_file(), self.category_section)
 
     @cached_property
     def _classes(self) -> list[ClassInfo]:
@@ -161,8 +162,8 @@ class INatRecords(Sequence):
         )
 
 
-def _read_categories(fs, path: str) -> pa.Table:
-    categories = read_list(fs, path, "categories")
+def _read_categories(fs, path: str, section: str) -> pa.Table:
+    categories = read_list(fs, path, section)
     require_columns(categories, ("id", "name"), path, "categories")
     if categories.num_rows == 0:
         raise VLConvertError(f"{path}: the 'categories' list is empty")

@@ -46,6 +46,7 @@ class INat2018Adapter(_WithEpithet):
     name = "inat2018"
     description = "iNaturalist 2018: train2018.json / val2018.json with the un-obfuscated categories.json (8,142 species)"
     split_files = {"train": "train2018.json", "val": "val2018.json"}
+    category_section = ""  # categories.json is a bare list
 
     def category_file(self) -> str:
         if not self.files.exists("categories.json"):
