@@ -165,6 +165,8 @@ class INatRecords(Sequence):
 def _read_categories(fs, path: str, section: str) -> pa.Table:
     categories = read_list(fs, path, section)
     require_columns(categories, ("id", "name"), path, "categories")
+    if categories.num_rows == 0 and not section:
+        raise VLConvertError(f"{path}: expected a bare JSON list of categories, as released")
     if categories.num_rows == 0:
         raise VLConvertError(f"{path}: the 'categories' list is empty")
     ids, names = categories["id"], categories["name"]

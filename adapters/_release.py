@@ -48,7 +48,7 @@ class ReleaseFiles:
         with self.fs.open(self.join(relative), "rb") as f:
             data = f.read()
         try:
-            return data.decode("utf-8")
+            return data.decode("utf-8-sig")  # a BOM would otherwise stick to the first id
         except UnicodeDecodeError:
             return data.decode("latin-1")  # older releases are not all UTF-8
 
@@ -57,7 +57,8 @@ class ReleaseFiles:
         for number, line in enumerate(self.read_text(relative, expected).splitlines(), start=1):
             if not line.strip():
                 continue
-            parts = line.split(maxsplit=fields - 1) if rest else line.split()
+            # Stray spaces at a line's end (or inside a name's last field) are not part of any value.
+            parts = [p.strip() for p in line.split(maxsplit=fields - 1)] if rest else line.split()
             if len(parts) != fields:
                 raise VLConvertError(f"{self.root}/{relative}, line {number}: expected '{expected}', found {line!r}")
             yield number, parts
@@ -160,9 +161,13 @@ def assemble(
     """Records per split for every row that can be one; a Rejected, with its reason, for every other."""
     records: dict[str, list[Record]] = {s: [] for s in splits}
     rejected: dict[str, list[Rejected]] = {s: [] for s in splits}
+    first_seen: dict[tuple[str, str], str] = {}
     for row in rows:
         split = row.split if row.split in records else splits[0]
         reason = _reason(row, splits, label_of)
+        if not reason and (split, row.image_id) in first_seen:
+            reason = f"duplicate image id {row.image_id} (first: {first_seen[split, row.image_id]})"
+        first_seen.setdefault((split, row.image_id), row.path)
         if reason:
             rejected[split].append(Rejected(split, row.image_id, f"{where} image {row.image_id} {row.path}", reason))
             continue
@@ -205,6 +210,16 @@ def train_or_test(is_train: Mapping[str, bool], image_id: str) -> str | None:
     return None if image_id not in is_train else TRAIN_TEST[0] if is_train[image_id] else TRAIN_TEST[1]
 
 
-def box_crop(box: Sequence[float] | None) -> tuple | None:
-    """An (x, y, width, height) box as a Record crop."""
-    return (box[0], box[1], box[0] + box[2], box[1] + box[3]) if box else None
+def box_crop(box: Sequence[float] | None) -> tuple[tuple | None, str | None]:
+    """An (x, y, width, height) box as a Record crop, or the reason it cannot be one."""
+    if not box:
+        return None, "crop is on but the release gives this image no bounding box"
+    x, y, width, height = box
+    if width <= 0 or height <= 0 or x + width <= 0 or y + height <= 0:
+        return None, f"bounding box {list(box)} is empty or outside the image"
+    return (max(0.0, x), max(0.0, y), x + width, y + height), None
+
+
+def id_order(value: str):
+    """Sorts ids numerically when they are numbers ("2" before "10"), as text otherwise."""
+    return (0, int(value), "") if value.isdigit() else (1, 0, value)

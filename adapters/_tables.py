@@ -11,14 +11,16 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from vlconvert.records import ClassInfo, VLConvertError
+from vlconvert.storage import filesystem
 
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 _ALIASES = {"specific_epithet": "species", "scientific_name": "name"}
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "json", ".json": "json"}
 
 
-def read_table(fs, path: str, shown: str) -> pa.Table:
-    """A whole table by its extension; every column read as written (strings stay strings)."""
+def read_table(fs, path: str, shown: str, text_columns: tuple[str, ...] = ()) -> pa.Table:
+    """A whole table by its extension.  ``text_columns`` of a CSV/TSV are read as text, so ids
+    and labels such as "001" keep their leading zeros."""
     kind = FORMATS.get(posixpath.splitext(path)[1].lower())
     if kind is None:
         raise VLConvertError(f"{shown}: unknown table format; use one of {', '.join(sorted(FORMATS))}")
@@ -29,32 +31,37 @@ def read_table(fs, path: str, shown: str) -> pa.Table:
             if kind == "json":
                 return pa_json.read_json(f)
             options = pa_csv.ParseOptions(delimiter="\t" if kind == "tsv" else ",")
-            return pa_csv.read_csv(f, parse_options=options)
+            convert = pa_csv.ConvertOptions(column_types={c: pa.string() for c in text_columns})
+            return pa_csv.read_csv(f, parse_options=options, convert_options=convert)
     except FileNotFoundError:
         raise VLConvertError(f"{shown}: not found") from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         raise VLConvertError(f"{shown}: cannot be read as {kind}: {exc}") from None
 
 
-def pick_column(table: pa.Table, wanted: str | None, candidates: tuple[str, ...], role: str, shown: str, required: bool = True):
+def pick_column(table: pa.Table, wanted: str | None, candidates: tuple[str, ...], option: str, shown: str, required: bool = True):
     if wanted:
         if wanted not in table.column_names:
-            raise VLConvertError(f"{shown}: has no column {wanted!r} (for the {role}); its columns: {', '.join(table.column_names)}")
+            columns = ", ".join(table.column_names)
+            raise VLConvertError(f"{shown}: has no column {wanted!r} (from --option {option}); its columns: {columns}")
         return wanted
     found = next((c for c in candidates if c in table.column_names), None)
     if found is None and required:
         raise VLConvertError(
-            f"{shown}: no {role} column; name one with --option {role}_column=NAME "
+            f"{shown}: no {option.removesuffix('_column')} column; name one with --option {option}=NAME "
             f"(looked for {', '.join(candidates)}; found {', '.join(table.column_names)})"
         )
     return found
+
+
+KEY_COLUMNS = ("folder", "class", "label", "key")
 
 
 def classes_from_keys(keys: list[str], taxonomy: pa.Table | None, key_column: str | None, shown: str) -> list[ClassInfo]:
     """One class per key (a folder or label value), in the given order, enriched from the taxonomy table."""
     rows: dict[str, dict] = {}
     if taxonomy is not None:
-        key_column = pick_column(taxonomy, key_column, ("folder", "class", "label", "key"), "taxonomy_key", shown)
+        key_column = pick_column(taxonomy, key_column, KEY_COLUMNS, "taxonomy_key", shown)
         for row in taxonomy.to_pylist():
             rows[str(row.pop(key_column))] = {_ALIASES.get(k, k): v for k, v in row.items() if v not in (None, "")}
     classes = []
@@ -65,3 +72,11 @@ def classes_from_keys(keys: list[str], taxonomy: pa.Table | None, key_column: st
         taxonomy_pairs = tuple((rank, str(row.pop(rank))) for rank in RANKS if rank in row)
         classes.append(ClassInfo(label, name, common, taxonomy_pairs, {"class_key": key, **row}))
     return classes
+
+
+def read_taxonomy(path: str | None, key_column: str | None) -> pa.Table | None:
+    """The optional taxonomy table of imagefolder and table, its key column read as text."""
+    if not path:
+        return None
+    fs, local = filesystem(path, "--option taxonomy")
+    return read_table(fs, local, path, KEY_COLUMNS + ((key_column,) if key_column else ()))

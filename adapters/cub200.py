@@ -18,18 +18,8 @@ import re
 
 from vlconvert.records import ClassInfo, VLConvertError
 
-from ._release import (
-    TRAIN_TEST,
-    ImageRow,
-    Release,
-    ReleaseAdapter,
-    assemble,
-    box_crop,
-    option_bool,
-    option_float,
-    train_or_test,
-    zero_one,
-)
+from ._image_tables import image_rows, read_image_tables
+from ._release import TRAIN_TEST, Release, ReleaseAdapter, assemble, id_order, option_bool, option_float
 
 
 class CUB200Adapter(ReleaseAdapter):
@@ -47,36 +37,28 @@ class CUB200Adapter(ReleaseAdapter):
         return posixpath.join(self.base, name) if self.base else name
 
     def load(self) -> Release:
-        f = self.files
-        raw_names = f.table(self._in_base("classes.txt"), "<class_id> <NNN.Class_Name>", lambda v: v[0], 2, rest=True)
-        classes = [
-            ClassInfo(label, clean_class_name(raw), "", (), {"raw_name": raw, "class_id": int(class_id)})
-            for label, (class_id, raw) in enumerate(sorted(raw_names.items(), key=lambda kv: int(kv[0])))
-        ]
-        paths = f.table(self._in_base("images.txt"), "<image_id> <path>", lambda v: v[0], 2, rest=True)
-        labels = f.table(self._in_base("image_class_labels.txt"), "<image_id> <class_id>", lambda v: v[0], 2)
-        is_train = f.table(self._in_base("train_test_split.txt"), "<image_id> <is_training_image 0|1>", zero_one, 2)
-        boxes = f.table(self._in_base("bounding_boxes.txt"), "<image_id> <x> <y> <width> <height>",
-                        lambda v: [float(x) for x in v], 5)
+        raw_names = self.files.table(self._in_base("classes.txt"), "<class_id> <NNN.Class_Name>", lambda v: v[0], 2, rest=True)
+        ordered = sorted(raw_names.items(), key=lambda kv: id_order(kv[0]))
+        classes = [ClassInfo(label, clean_class_name(raw), "", (), {"raw_name": raw, "class_id": class_id})
+                   for label, (class_id, raw) in enumerate(ordered)]
+        tables = read_image_tables(self.files, self.base)
         attributes = self._attributes()
-        rows = []
-        for image_id, path in sorted(paths.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0):
-            box = boxes.get(image_id)
-            metadata = {"image_id": image_id, "bbox": box, "attributes": attributes.get(image_id, [])}
-            crop = box_crop(box) if self.crop else None
-            split = train_or_test(is_train, image_id)
-            rows.append(ImageRow(image_id, self._in_base(posixpath.join("images", path)), labels.get(image_id), split, metadata, crop))
-        label_of = {str(c.extra["class_id"]): c.label for c in classes}
-        records, rejected = assemble(f, rows, label_of, TRAIN_TEST, self._in_base("images.txt"))
+        rows = image_rows(tables, self._in_base("images"), self.crop, lambda image_id: {"attributes": attributes.get(image_id, [])})
+        label_of = {class_id: label for label, (class_id, _) in enumerate(ordered)}
+        records, rejected = assemble(self.files, rows, label_of, TRAIN_TEST, tables.images_file)
         return Release(classes, records, rejected)
 
     def _attributes(self) -> dict[str, list[str]]:
         """Image id → phrases of its present attributes ("cone-shaped bill"), when the release has them."""
         labels_file = self._in_base("attributes/image_attribute_labels.txt")
-        names_file = next((n for n in ("attributes.txt", self._in_base("attributes/attributes.txt"), self._in_base("attributes.txt"))
-                           if self.files.exists(n)), None)
-        if not self.files.exists(labels_file) or names_file is None:
+        if not self.files.exists(labels_file):
             return {}
+        # The tarball puts attributes.txt beside CUB_200_2011/, the README inside attributes/.
+        places = ["attributes.txt", self._in_base("attributes/attributes.txt")] + ([] if self.base else ["../attributes.txt"])
+        names_file = next((n for n in places if self.files.exists(n)), None)
+        if names_file is None:
+            raise VLConvertError(f"{self.files.root}: {labels_file} is there but attributes.txt, the attribute names, is not "
+                                 "(expected beside CUB_200_2011/ or in CUB_200_2011/attributes/)")
         names = self.files.table(names_file, "<attribute_id> <attribute_name>", lambda v: attribute_phrase(v[0]), 2, rest=True)
         present: dict[str, list[str]] = {}
         expected = "<image_id> <attribute_id> <is_present> <certainty_id> <time>"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from vlconvert.records import ClassInfo, VLConvertError
 
-from ._release import ImageRow, Release, ReleaseAdapter, assemble, option_bool
+from ._release import ImageRow, Release, ReleaseAdapter, assemble, id_order, option_bool
 
 SPLITS = ("train", "val", "test")
 LEVELS = ("manufacturer", "family", "variant")
@@ -38,10 +38,14 @@ class FGVCAircraftAdapter(ReleaseAdapter):
 
     def load(self) -> Release:
         f, base = self.files, self.base
-        names = [line.strip() for line in f.read_text(base + LEVEL_FILES[self.level], f"one {self.level} name per line").splitlines()
-                 if line.strip()]
+        names_file = base + LEVEL_FILES[self.level]
+        names = [line.strip() for line in f.read_text(names_file, f"one {self.level} name per line").splitlines() if line.strip()]
+        if len(set(names)) < len(names):
+            raise VLConvertError(f"{f.root}/{names_file}: a {self.level} is listed twice")
         label_of = {name: label for label, name in enumerate(names)}
-        boxes = f.table(base + "images_box.txt", "<image_id> <xmin> <ymin> <xmax> <ymax>", lambda v: [float(x) for x in v], 5) \
+        # images_box.txt holds 1-based xmin ymin xmax ymax; stored as 0-based x, y, width, height like CUB's and NABirds'.
+        boxes = f.table(base + "images_box.txt", "<image_id> <xmin> <ymin> <xmax> <ymax>",
+                        lambda v: [float(v[0]) - 1, float(v[1]) - 1, float(v[2]) - float(v[0]) + 1, float(v[3]) - float(v[1]) + 1], 5) \
             if f.exists(base + "images_box.txt") else {}
         rows, lineage = [], {}
         for split in SPLITS:
@@ -49,10 +53,12 @@ class FGVCAircraftAdapter(ReleaseAdapter):
                 level: f.table(base + f"images_{level}_{split}.txt", f"<image_id> <{level} name>", lambda v: v[0], 2, rest=True)
                 for level in LEVELS
             }
-            for image_id, variant in per_level["variant"].items():
-                ranks = (per_level["manufacturer"].get(image_id), per_level["family"].get(image_id), variant)
+            listed = sorted(set().union(*per_level.values()), key=id_order)
+            for image_id in listed:
+                ranks = tuple(per_level[level].get(image_id) for level in LEVELS)
                 chosen = ranks[LEVELS.index(self.level)]
-                lineage.setdefault(chosen, ranks[: LEVELS.index(self.level) + 1])
+                if chosen is not None:
+                    lineage.setdefault(chosen, ranks[: LEVELS.index(self.level) + 1])
                 metadata = {"image_id": image_id, "bbox": boxes.get(image_id), **dict(zip(LEVELS, ranks))}
                 crop = (0, 0, None, -BANNER_PIXELS) if self.crop_banner else None
                 rows.append(ImageRow(image_id, f"{base}images/{image_id}.jpg", chosen, split, metadata, crop))

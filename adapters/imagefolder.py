@@ -21,7 +21,7 @@ import re
 from vlconvert.records import VLConvertError
 
 from ._release import ImageRow, Release, ReleaseAdapter, assemble, option_float
-from ._tables import classes_from_keys, read_table
+from ._tables import classes_from_keys, read_taxonomy
 
 SPLIT_NAMES = ("train", "val", "validation", "valid", "test", "dev")
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -39,12 +39,12 @@ class ImageFolderAdapter(ReleaseAdapter):
         self.taxonomy, self.taxonomy_key = taxonomy, taxonomy_key
 
     def load(self) -> Release:
-        top = self._folders(self.files.path)
+        top, loose = self._entries(self.files.path)
         if not top:
             raise VLConvertError(f"{self.files.root}: holds no folders; expected ROOT/<class>/*.jpg or ROOT/<split>/<class>/*.jpg")
-        split_layout = any(name in SPLIT_NAMES for name in top)
+        split_layout = any(name.lower() in SPLIT_NAMES for name in top)
         if split_layout:
-            odd = [name for name in top if name not in SPLIT_NAMES]
+            odd = [name for name in top if name.lower() not in SPLIT_NAMES]
             if odd:
                 raise VLConvertError(
                     f"{self.files.root}/{odd[0]}: not a split folder; beside split folders every top-level folder "
@@ -57,19 +57,30 @@ class ImageFolderAdapter(ReleaseAdapter):
             splits = ["train", "val"] if self.val_fraction else ["train"]
         rows, class_names = [], set()
         for split_dir in (top if split_layout else [""]):
-            for class_name in self._folders(self.files.join(split_dir)):
+            classes, files = self._entries(self.files.join(split_dir)) if split_dir else (top, loose)
+            rows += [self._stray(posixpath.join(split_dir, name), split_dir or "train") for name in files]
+            for class_name in classes:
                 class_names.add(class_name)
                 rows += self._rows(posixpath.join(split_dir, class_name), class_name, split_dir or None)
-        table = read_table(self.files.fs, self.taxonomy, self.taxonomy) if self.taxonomy else None
-        classes = classes_from_keys(sorted(class_names), table, self.taxonomy_key, self.taxonomy or "")
+        taxonomy = read_taxonomy(self.taxonomy, self.taxonomy_key)
+        classes = classes_from_keys(sorted(class_names), taxonomy, self.taxonomy_key, self.taxonomy or "")
         label_of = {c.extra["class_key"]: c.label for c in classes}
         records, rejected = assemble(self.files, rows, label_of, splits, self.files.root)
         return Release(classes, records, rejected)
 
-    def _folders(self, path: str) -> list[str]:
-        entries = self.files.fs.ls(path, detail=True)
-        return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries
-                      if e["type"] == "directory" and not posixpath.basename(e["name"].rstrip("/")).startswith("."))
+    def _entries(self, path: str) -> tuple[list[str], list[str]]:
+        """The folders and the files directly in ``path``, hidden ones left out; symlinked folders count as folders."""
+        folders, files = [], []
+        for entry in self.files.fs.ls(path, detail=True):
+            name = posixpath.basename(entry["name"].rstrip("/"))
+            if name.startswith("."):
+                continue
+            is_folder = entry["type"] == "directory" or (entry["type"] != "file" and self.files.fs.isdir(entry["name"]))
+            (folders if is_folder else files).append(name)
+        return sorted(folders), sorted(files)
+
+    def _stray(self, relative: str, split: str) -> ImageRow:
+        return ImageRow(path_key(relative), relative, None, split, problem="a file outside any class folder")
 
     def _rows(self, folder: str, class_name: str, split: str | None) -> list[ImageRow]:
         rows = []
@@ -93,5 +104,5 @@ class ImageFolderAdapter(ReleaseAdapter):
 def path_key(relative: str) -> str:
     """A sample key for a file: readable, unique (a 64-bit hash of the whole path), dot-free."""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", posixpath.splitext(posixpath.basename(relative))[0]).strip("_")[:40]
-    digest = hashlib.blake2b(relative.encode(), digest_size=8).hexdigest()
+    digest = hashlib.blake2b(relative.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
     return f"{stem}_{digest}" if stem else digest

@@ -20,10 +20,16 @@ import posixpath
 from vlconvert.records import VLConvertError
 from vlconvert.storage import filesystem
 
-from ._release import ImageRow, Release, ReleaseAdapter, assemble
-from ._tables import classes_from_keys, pick_column, read_table
+from ._release import ImageRow, Release, ReleaseAdapter, assemble, id_order
+from ._tables import classes_from_keys, pick_column, read_table, read_taxonomy
 
 HF_METADATA = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
+COLUMN_NAMES = {  # looked for, in this order, when no option names the column
+    "image": ("file_name", "image", "image_path", "filepath", "path", "url"),
+    "label": ("label", "class", "category", "species", "class_name"),
+    "split": ("split",),
+    "key": ("key", "id", "image_id"),
+}
 
 
 class TableAdapter(ReleaseAdapter):
@@ -45,29 +51,40 @@ class TableAdapter(ReleaseAdapter):
 
     def load(self) -> Release:
         shown = posixpath.join(self.files.root, self.table_file)
-        table = read_table(self.files.fs, self.files.join(self.table_file), shown)
-        image = pick_column(table, self.columns["image"], ("file_name", "image", "image_path", "filepath", "path", "url"), "image", shown)
-        label = pick_column(table, self.columns["label"], ("label", "class", "category", "species", "class_name"), "label", shown)
-        split = pick_column(table, self.columns["split"], ("split",), "split", shown, required=False)
-        key = pick_column(table, self.columns["key"], ("key", "id", "image_id"), "key", shown, required=False)
-        values = table.column(label).to_pylist()
-        keys = sorted({v for v in values if v is not None}, key=lambda v: (isinstance(v, str), v))
-        taxonomy = read_table(self.files.fs, self.taxonomy, self.taxonomy) if self.taxonomy else None
-        classes = classes_from_keys([str(k) for k in keys], taxonomy, self.taxonomy_key, self.taxonomy or "")
-        label_of = {c.extra["class_key"]: c.label for c in classes}
-        used = {image, label, split, key}
+        text = tuple(c for group in COLUMN_NAMES.values() for c in group) + tuple(c for c in self.columns.values() if c)
+        table = read_table(self.files.fs, self.files.join(self.table_file), shown, text)
+        if table.num_rows == 0:
+            raise VLConvertError(f"{shown}: lists no rows")
+        image = pick_column(table, self.columns["image"], COLUMN_NAMES["image"], "image_column", shown)
+        label = pick_column(table, self.columns["label"], COLUMN_NAMES["label"], "label_column", shown)
+        split = pick_column(table, self.columns["split"], COLUMN_NAMES["split"], "split_column", shown, required=False)
+        key = pick_column(table, self.columns["key"], COLUMN_NAMES["key"], "key_column", shown, required=False)
         rows = []
+        used = {image, label, split, key}
         for number, row in enumerate(table.to_pylist()):
-            reference, class_value = row[image], row[label]
-            row_split = str(row[split]) if split and row[split] is not None else (None if split else "train")
+            class_value, problem = _label_text(row[label], label)
             rows.append(ImageRow(
-                image_id=str(row[key]) if key and row[key] is not None else f"row{number}",
-                path=str(reference) if reference else "",
-                class_id=None if class_value is None else str(class_value),
-                split=row_split,
+                image_id=str(row[key]) if key and row[key] not in (None, "") else f"row{number}",
+                path=str(row[image]) if row[image] else "",
+                class_id=class_value,
+                split=(str(row[split]) if row[split] not in (None, "") else None) if split else "train",
                 metadata={k: v for k, v in row.items() if k not in used},
+                problem=problem,
             ))
+        keys = sorted({r.class_id for r in rows if r.class_id is not None}, key=id_order)
+        classes = classes_from_keys(keys, read_taxonomy(self.taxonomy, self.taxonomy_key), self.taxonomy_key, self.taxonomy or "")
+        label_of = {c.extra["class_key"]: c.label for c in classes}
         splits = sorted({r.split for r in rows if r.split}) or ["train"]
         records, rejected = assemble(self.files, rows, label_of, splits, shown)
         return Release(classes, records, rejected)
 
+
+def _label_text(value, column: str) -> tuple[str | None, str | None]:
+    """A label cell as class text, or why the row has none."""
+    if value is None or value == "":
+        return None, None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # Parquet or JSON may store integer labels as floats
+    if not isinstance(value, (str, int, float, bool)):
+        return None, f"the {column} cell holds {type(value).__name__} {value!r}, not one label"
+    return str(value), None

@@ -64,13 +64,15 @@ NABIRDS_CLASSES = {
     5: ("Red-winged Blackbird (Female/juvenile)", 3),
     6: ("Birds of Prey", 0),
     7: ("Bald Eagle (Adult, subadult)", 6),
+    8: ("Sharp-shinned Hawk (Adult )", 6),  # the release's stray space before ")"
+    9: ("Cooper's Hawk (Immature)", 6),
 }
 
 
 def make_nabirds(root: Path, per_class: int = 2, size=(40, 30)) -> Path:
     images, labels, split, sizes, boxes = [], [], [], [], []
     rng = random.Random(1)
-    for class_id in (4, 5, 7):
+    for class_id in (4, 5, 7, 8, 9):
         for n in range(per_class):
             image_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             path = f"{class_id:04d}/{image_id.replace('-', '')}.jpg"

@@ -204,7 +204,7 @@ def test_all_templates_adds_every_builtin_as_a_named_member():
 
 def test_render_error_is_a_caption_error():
     renderer = CaptionRenderer(load_templates(["with_attributes"]), [ClassInfo(0, "x")])
-    with pytest.raises(CaptionError, match=r"template with_attributes \(built-in\): 'int' object is not iterable"):
+    with pytest.raises(CaptionError, match=r"template with_attributes \(built-in\): 'int' object is not subscriptable"):
         renderer.render("with_attributes", Record("k", b"", 0, "val", metadata={"attributes": 5}))
 
 

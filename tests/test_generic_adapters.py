@@ -138,3 +138,56 @@ def test_table_column_errors(tmp_path, content, options, message):
 def test_table_folder_without_metadata_is_a_clear_error(tmp_path):
     with pytest.raises(VLConvertError, match="a folder without metadata.csv, metadata.jsonl, metadata.parquet"):
         create_adapter("table", str(tmp_path))
+
+
+def test_imagefolder_files_outside_class_folders_are_rejected_not_lost(tmp_path):
+    root = make_folder(tmp_path / "data", ["train/a/x.jpg", "train/loose.jpg", "val/b/y.jpg"])
+    (tmp_path / "elsewhere").mkdir()
+    write_image(tmp_path / "elsewhere" / "z.jpg", (1, 1, 1))
+    (root / "train" / "linked").symlink_to(tmp_path / "elsewhere")
+    adapter = create_adapter("imagefolder", str(root))
+    assert [c.name for c in adapter.classes()] == ["a", "b", "linked"]
+    assert [r.reason for r in adapter.rejected("train")] == ["a file outside any class folder"]
+    assert len(adapter.records("train")) == 2
+
+
+def test_imagefolder_split_names_ignore_case(tmp_path):
+    adapter = create_adapter("imagefolder", str(make_folder(tmp_path, ["Train/a/x.jpg", "Test/a/y.jpg"])))
+    assert adapter.splits() == ["Test", "Train"] and [c.name for c in adapter.classes()] == ["a"]
+
+
+def test_table_keeps_leading_zeros_and_rejects_duplicates_and_bad_labels(tmp_path):
+    for name in ("a.jpg", "b.jpg"):
+        write_image(tmp_path / name, (5, 5, 5))
+    (tmp_path / "metadata.csv").write_text("file_name,label,key\na.jpg,001,0001\nb.jpg,010,0001\nb.jpg,,x2\n")
+    adapter = create_adapter("table", str(tmp_path))
+    assert [c.name for c in adapter.classes()] == ["001", "010"]
+    assert [r.key for r in adapter.records("train")] == ["0001"]
+    assert sorted(r.reason for r in adapter.rejected("train")) == ["duplicate image id 0001 (first: a.jpg)",
+                                                                   "the release gives this image no class"]
+    (tmp_path / "lists.jsonl").write_text('{"path": "a.jpg", "label": ["x", "y"]}\n')
+    adapter = create_adapter("table", str(tmp_path / "lists.jsonl"))
+    assert adapter.rejected("train")[0].reason == "the label cell holds list ['x', 'y'], not one label"
+    (tmp_path / "floats.jsonl").write_text('{"path": "b.jpg", "label": 2.0}\n')
+    assert [c.name for c in create_adapter("table", str(tmp_path / "floats.jsonl")).classes()] == ["2"]
+    (tmp_path / "mixed.jsonl").write_text('{"path": "a.jpg", "label": ["x"]}\n{"path": "b.jpg", "label": 2}\n')
+    with pytest.raises(VLConvertError, match="mixed.jsonl: cannot be read as json"):
+        create_adapter("table", str(tmp_path / "mixed.jsonl")).classes()
+
+
+def test_table_without_rows_and_unreadable_urls(tmp_path):
+    (tmp_path / "metadata.csv").write_text("file_name,label\n")
+    with pytest.raises(VLConvertError, match="metadata.csv: lists no rows"):
+        create_adapter("table", str(tmp_path)).classes()
+    (tmp_path / "metadata.csv").write_text("file_name,label\nhttp://127.0.0.1:9/a.jpg,x\n")
+    summary = vlconvert.build("table", str(tmp_path), str(tmp_path / "out"))
+    assert (summary.written, summary.errored) == (0, 1)
+    error = json.loads((tmp_path / "out" / "errors.jsonl").read_text())
+    assert error["stage"] == "image" and error["reason"].startswith("cannot read image http://127.0.0.1:9/a.jpg")
+
+
+def test_taxonomy_folder_names_keep_leading_zeros(tmp_path):
+    root = make_folder(tmp_path / "data", ["0817/x.jpg"])
+    (tmp_path / "tax.csv").write_text("folder,name,genus\n0817,Agelaius phoeniceus,Agelaius\n")
+    (cls,) = create_adapter("imagefolder", str(root), {"taxonomy": str(tmp_path / "tax.csv")}).classes()
+    assert (cls.name, cls.ranks) == ("Agelaius phoeniceus", {"genus": "Agelaius"})

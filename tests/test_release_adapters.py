@@ -139,10 +139,10 @@ def test_nabirds_hierarchy_becomes_the_taxonomy(tmp_path):
     adapter = create_adapter("nabirds", str(make_nabirds(tmp_path)))
     classes = adapter.classes()
     assert [c.name for c in classes] == ["Red-winged Blackbird (Male)", "Red-winged Blackbird (Female/juvenile)",
-                                         "Bald Eagle (Adult, subadult)"]
+                                         "Bald Eagle (Adult, subadult)", "Sharp-shinned Hawk (Adult)", "Cooper's Hawk (Immature)"]
     assert classes[1].taxonomy == (("level_1", "Perching Birds"), ("level_2", "Blackbirds and Orioles"),
                                    ("level_3", "Red-winged Blackbird"), ("level_4", "Red-winged Blackbird (Female/juvenile)"))
-    assert (len(adapter.records("train")), len(adapter.records("test"))) == (3, 3)
+    assert (len(adapter.records("train")), len(adapter.records("test"))) == (5, 5)
     assert adapter.records("train")[0].metadata["width"] == 40
 
 
@@ -151,7 +151,8 @@ def test_nabirds_names_with_slashes_and_qualifiers_reach_captions(tmp_path):
     vlconvert.build("nabirds", str(make_nabirds(tmp_path / "nab")), str(out), templates=["scientific", "taxonomic"])
     texts = {m["txt"].decode() for s in ("train", "test") for m in members(out, s).values()}
     assert texts == {"a photo of Red-winged Blackbird (Male).", "a photo of Red-winged Blackbird (Female/juvenile).",
-                     "a photo of Bald Eagle (Adult, subadult)."}
+                     "a photo of Bald Eagle (Adult, subadult).", "a photo of Sharp-shinned Hawk (Adult).",
+                     "a photo of Cooper's Hawk (Immature)."}
     tax = {m["taxonomic.txt"].decode() for m in members(out, "train").values()}
     assert "a photo of Birds of Prey Bald Eagle (Adult, subadult)." in tax
 
@@ -171,6 +172,7 @@ def test_fgvc_three_ranks_slashes_and_leading_zeros(tmp_path):
     assert classes[1].taxonomy == (("manufacturer", "McDonnell Douglas"), ("family", "F/A-18"), ("variant", "F/A-18"))
     keys = [r.key for r in adapter.records("train")]
     assert keys == ["0034309", "0034312", "0034315"]
+    assert adapter.records("train")[0].metadata["bbox"] == [2.0, 3.0, 48.0, 22.0]  # 1-based corners → x, y, width, height
     assert adapter.records("val")[0].image.endswith("data/images/0034310.jpg")
 
 
@@ -185,3 +187,73 @@ def test_fgvc_family_level_and_banner_crop(tmp_path):
             assert img.size == (60, 30)
     with pytest.raises(VLConvertError, match="option level='model' must be one of manufacturer, family, variant"):
         create_adapter("fgvc_aircraft", str(root), {"level": "model"})
+
+
+def test_release_text_quirks_bom_crlf_trailing_spaces(tmp_path):
+    root = make_cub(tmp_path)
+    base = root / "CUB_200_2011"
+    for name in ("images.txt", "image_class_labels.txt"):
+        text = (base / name).read_text()
+        (base / name).write_bytes(("\ufeff" + text.replace("\n", "  \r\n")).encode("utf-8"))
+    adapter = create_adapter("cub200", str(root))
+    assert sum(len(adapter.records(s)) for s in adapter.splits()) == 15
+    assert adapter.records("train")[0].key == "1" and Path(adapter.records("train")[0].image).is_file()
+
+
+def test_cub_stray_ids_empty_lists_and_boxes(tmp_path):
+    root = make_cub(tmp_path / "a")
+    base = root / "CUB_200_2011"
+    write_lines(base / "image_class_labels.txt", (base / "image_class_labels.txt").read_text().splitlines() + ["99 1"])
+    boxes = (base / "bounding_boxes.txt").read_text().splitlines()
+    write_lines(base / "bounding_boxes.txt", ["1 -30.0 0.0 10.0 10.0", *boxes[1:-1]])
+    adapter = create_adapter("cub200", str(root), {"crop": "true"})
+    reasons = {r.key: r.reason for s in adapter.splits() for r in adapter.rejected(s)}
+    assert reasons == {"1": "bounding box [-30.0, 0.0, 10.0, 10.0] is empty or outside the image",
+                       "15": "crop is on but the release gives this image no bounding box",
+                       "99": "listed in image_class_labels.txt or train_test_split.txt but not in CUB_200_2011/images.txt"}
+    write_lines(base / "images.txt", [])
+    with pytest.raises(VLConvertError, match="CUB_200_2011/images.txt: lists no images"):
+        create_adapter("cub200", str(root)).classes()
+
+
+def test_cub_attribute_names_are_required_when_labels_are_there(tmp_path):
+    root = make_cub(tmp_path)
+    adapter = create_adapter("cub200", str(root / "CUB_200_2011"))  # attributes.txt found beside the folder
+    assert adapter.records("train")[0].metadata["attributes"] == ["cone-shaped bill", "black wing"]
+    (root / "attributes.txt").unlink()
+    with pytest.raises(VLConvertError, match="image_attribute_labels.txt is there but attributes.txt, the attribute names, is not"):
+        create_adapter("cub200", str(root)).classes()
+
+
+def test_fgvc_family_level_counts_images_listed_only_for_families(tmp_path):
+    root = make_fgvc(tmp_path)
+    data = root / "data"
+    write_lines(data / "images_family_train.txt", (data / "images_family_train.txt").read_text().splitlines() + ["0099999 Cessna 172"])
+    family = create_adapter("fgvc_aircraft", str(root), {"level": "family"})
+    assert "0099999" in [r.key for r in family.records("train")]
+    variant = create_adapter("fgvc_aircraft", str(root))
+    assert [r.reason for r in variant.rejected("train")] == ["the release gives this image no class"]
+    write_lines(data / "variants.txt", ["707-320", "707-320"])
+    with pytest.raises(VLConvertError, match="data/variants.txt: a variant is listed twice"):
+        create_adapter("fgvc_aircraft", str(root)).classes()
+
+
+@pytest.mark.parametrize(
+    ("adapter", "make", "break_it", "message"),
+    [
+        ("nabirds", make_nabirds, lambda r: (r / "hierarchy.txt").unlink(), "hierarchy.txt not found; nabirds expects"),
+        ("nabirds", make_nabirds, lambda r: write_lines(r / "sizes.txt", ["abc 10"]),
+         "sizes.txt, line 1: expected '<image_id> <width> <height>', found 'abc 10'"),
+        ("fgvc_aircraft", make_fgvc, lambda r: (r / "data" / "images_family_val.txt").unlink(),
+         "data/images_family_val.txt not found; fgvc_aircraft expects <image_id> <family name>"),
+        ("fgvc_aircraft", make_fgvc, lambda r: (r / "data" / "variants.txt").unlink(),
+         "variants.txt not found; fgvc_aircraft expects fgvc-aircraft-2013b/data"),
+    ],
+)
+def test_wrong_layouts_exit_2_with_one_line(tmp_path, adapter, make, break_it, message):
+    root = make(tmp_path / "data")
+    break_it(root)
+    result = subprocess.run([str(VLCONVERT), "build", "-a", adapter, "-r", str(root), "-o", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 2 and "Traceback" not in result.stderr

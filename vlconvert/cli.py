@@ -155,7 +155,7 @@ def build_command(adapter, root, out, splits, templates, template_mix, all_templ
 
 def _print_summary(summary: BuildSummary) -> None:
     per_split = ", ".join(f"{name}: {s.written} in {len(s.shards)} shard{'s' * (len(s.shards) != 1)}" for name, s in summary.splits.items())
-    click.echo(f"wrote {summary.written} samples in {summary.shards} shards to {summary.out} ({per_split})")
+    click.echo(f"wrote {summary.written} samples in {summary.shards} shard{'s' * (summary.shards != 1)} to {summary.out} ({per_split})")
     if summary.errored:
         stages = ", ".join(f"{stage}: {n}" for stage, n in summary.errors_by_stage.items())
         click.echo(f"rejected {summary.errored} records ({stages}); reasons in {summary.out.rstrip('/')}/errors.jsonl")

@@ -59,6 +59,10 @@ def read_bytes(image: str | bytes) -> bytes:
         raise ImageError(f"image path is a folder: {image}") from exc
     except OSError as exc:
         raise ImageError(f"cannot read image {image}: {os.strerror(exc.errno) if exc.errno else exc}") from exc
+    except ImportError as exc:  # fsspec's http:// and s3:// backends are optional packages
+        raise ImageError(f"cannot read image {image}: its URL scheme needs a package that is not installed ({exc})") from exc
+    except ValueError as exc:
+        raise ImageError(f"cannot read image {image}: {exc}") from exc
 
 
 def prepare(data: bytes, options: ImageOptions, crop=None) -> PreparedImage:
