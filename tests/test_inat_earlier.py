@@ -10,11 +10,25 @@ PICA, OAK = category("Pica hudsonia"), category("Quercus robur")
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus")
 
 
+FOLDERS = {  # each year's image folders: by species name (2017), by category id (2018), by English group (2019)
+    2017: lambda c: f"train_val_images/{c['supercategory']}/{c['name']}",
+    2018: lambda c: f"train_val2018/{c['kingdom']}/{c['id']}",
+    2019: lambda c: f"train_val2019/{c['supercategory']}/{c['id']}",
+}
+
+
 def relayout(tmp_path, year: int, categories: list[dict]):
-    """An iNat-2021-layout fixture renamed to that year's files, with that year's category fields."""
+    """An iNat-2021-layout fixture moved into that year's files and folders, with that year's category fields."""
     root = make_inat_root(tmp_path, categories=[PICA, OAK], per_class={"train": 2, "val": 1})
+    by_id = {c["id"]: c for c in (PICA, OAK)}
     for split in ("train", "val"):
         doc = read_json(root / f"{split}.json")
+        label_of = {a["image_id"]: a["category_id"] for a in doc["annotations"]}
+        for image in doc["images"]:
+            name = f"{FOLDERS[year](by_id[label_of[image['id']]])}/{image['id']:032x}.jpg"
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / image["file_name"]).rename(root / name)
+            image["file_name"] = name
         doc["categories"] = categories
         write_json(root / f"{split}{year}.json", doc)
         (root / f"{split}.json").unlink()
