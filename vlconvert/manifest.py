@@ -53,8 +53,3 @@ def write_errors(fs, out_path: str, rejected: Iterable[Rejected]) -> int:
             f.write((json.dumps(r.as_json(), ensure_ascii=False) + "\n").encode("utf-8"))
             count += 1
     return count
-
-
-def read_manifest(fs, out_path: str) -> dict:
-    with fs.open(posixpath.join(out_path, MANIFEST), "rb") as f:
-        return json.load(f)
