@@ -19,6 +19,7 @@ import click
 from . import __version__
 from .build import DEFAULT_SHARD_SIZE, BuildSummary, build
 from .cli_captions import captions_group
+from .cli_lit import lit_train_command
 from .prompts import DEFAULT_PROMPT_SET
 from .records import VLConvertError
 from .registry import available_adapters, describe
@@ -173,6 +174,7 @@ def adapters_command():
 
 
 cli.add_command(captions_group)
+cli.add_command(lit_train_command)
 
 
 def main() -> None:

@@ -1,0 +1,54 @@
+"""``vlconvert lit-train``: the LiT recipe on vlconvert shards (needs the ``lit`` extra)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import click
+
+from .records import VLConvertError
+
+
+@click.command("lit-train", context_settings={"show_default": True})
+@click.option("--data", required=True, help="A `vlconvert build` output folder (or fsspec URL).")
+@click.option("--out", required=True, help="The run folder: log, checkpoints, cached features.")
+@click.option("--split", default="train", help="The split to train on.")
+@click.option("--model", default=None, help="An open_clip model name, or lit-tiny.")
+@click.option("--model-config", default=None, type=click.Path(), help="An open_clip model config JSON (instead of --model).")
+@click.option("--image-weights", default=None, metavar="PATH|openclip:TAG|timm:NAME|none",
+              help="Weights of the locked image tower: a checkpoint file, a cached open_clip tag, a cached timm model, or none.")
+@click.option("--text-weights", default=None, metavar="PATH|openclip:TAG",
+              help="Start the text tower from these weights (LiT's 'LU'); default: from scratch.")
+@click.option("--caption-member", default="txt", help="The caption to train on: txt, or another member such as scientific.txt.")
+@click.option("--unlocked-groups", type=click.IntRange(min=0), default=0, help="Image tower groups to leave trainable, from the top.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--batch-size", type=click.IntRange(min=2), default=None, help="Per process.")
+@click.option("--lr", type=float, default=None)
+@click.option("--warmup", type=click.IntRange(min=0), default=None, help="Warmup steps.")
+@click.option("--wd", type=float, default=None, help="AdamW weight decay.")
+@click.option("--seed", type=int, default=0)
+@click.option("--cache-image-features/--no-cache-image-features", default=None,
+              help="Encode every image once with the locked tower and train the text tower alone.")
+@click.option("--preset", type=click.Choice(["demo"]), default=None, help="demo: the embedded example on CPU in minutes.")
+def lit_train_command(preset, **given):
+    """Train a text tower against a locked, pretrained image tower (LiT) on vlconvert shards.
+
+    \b
+    One process:   vlconvert lit-train --data OUT --out RUN --preset demo
+    Many:          torchrun --nproc_per_node 8 -m vlconvert lit-train --data OUT --out RUN --model ViT-B-16 \\
+                       --image-weights openclip:laion2b_s34b_b88k --cache-image-features
+    """
+    try:
+        from .lit.train import LitOptions, train, with_preset
+    except ImportError as exc:
+        raise VLConvertError(f"lit-train needs the lit extra: pip install 'vlconvert[lit]' ({exc})") from exc
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if not preset and "image_weights" not in chosen:
+        raise VLConvertError("--image-weights is required: a checkpoint, openclip:TAG, timm:NAME, or none (random init)")
+    if not preset and not (chosen.get("model") or chosen.get("model_config")):
+        raise VLConvertError("give --model or --model-config (or --preset demo)")
+    options = with_preset(LitOptions(data=chosen["data"], out=chosen["out"], image_weights="none"), preset, set(chosen))
+    options = replace(options, **chosen)
+    summary = train(options, say=lambda line: click.echo(line, err=True))
+    last = summary["last"].get("loss")
+    click.echo(f"trained {summary['epochs']} epochs of {summary['model']}; last loss {last}; run in {summary['run']}")

@@ -1,0 +1,58 @@
+"""Cached image features: the locked tower's output for every sample, computed once.
+
+The image tower is frozen and images are not augmented, so its output for a
+sample never changes; training with the cache runs the text tower alone.
+The cache is keyed by sample key and remembers what produced it, so a cache of
+another model, weights or split is rebuilt rather than misused.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from .data import _image, read_samples
+
+
+def cache_file(run: Path, split: str) -> Path:
+    return run / "image_features" / f"{split}.pt"
+
+
+def build(model, preprocess, urls: list[str], identity: dict, path: Path, batch_size: int, device) -> float:
+    """Encodes every sample once; returns the seconds it took."""
+    started = time.perf_counter()
+    keys, chunks, pending, pending_keys = [], [], [], []
+    model.visual.eval()
+
+    def flush():
+        with torch.no_grad():
+            images = torch.stack(pending).to(device)
+            chunks.append(model.encode_image(images, normalize=True).float().cpu())
+        keys.extend(pending_keys)
+        pending.clear()
+        pending_keys.clear()
+
+    for sample in read_samples(urls):
+        pending.append(preprocess(_image(sample)))
+        pending_keys.append(sample["__key__"])
+        if len(pending) == batch_size:
+            flush()
+    if pending:
+        flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save({"identity": identity, "keys": keys, "features": torch.cat(chunks)}, partial)
+    partial.replace(path)  # a cache file is either whole or absent
+    return time.perf_counter() - started
+
+
+def load(path: Path, identity: dict) -> tuple[dict[str, int], torch.Tensor] | None:
+    """(key → row, features), or None when there is no cache for exactly this identity."""
+    if not path.exists():
+        return None
+    cache = torch.load(path, map_location="cpu", weights_only=False)
+    if cache.get("identity") != identity:
+        return None
+    return {key: row for row, key in enumerate(cache["keys"])}, cache["features"]

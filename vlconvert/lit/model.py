@@ -1,0 +1,149 @@
+"""Builds the LiT model from open_clip: a locked image tower, a text tower to train.
+
+Image weights come only from what is already on this machine: a checkpoint
+file, an open_clip pretrained tag in the local cache, or a timm model in the
+local cache.  ``none`` (random init) must be asked for, and is warned about.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import open_clip
+import torch
+from open_clip.transformer import text_global_pool
+
+from vlconvert.records import VLConvertError
+
+BUILTIN_CONFIGS = {"lit-tiny": "lit-tiny.json"}
+
+
+def register_config(model: str | None, model_config: str | None) -> str:
+    """The open_clip model name to create, registering a config file (or a built-in one) first."""
+    if model_config:
+        path = Path(model_config)
+        if not path.is_file():
+            raise VLConvertError(f"--model-config {model_config}: no such file")
+        open_clip.add_model_config(path)
+        return path.stem
+    if model in BUILTIN_CONFIGS:
+        with resources.as_file(resources.files("vlconvert.lit").joinpath("configs", BUILTIN_CONFIGS[model])) as path:
+            open_clip.add_model_config(path)
+        return model
+    if model not in open_clip.list_models():
+        raise VLConvertError(f"--model {model!r} is not an open_clip model (see open_clip.list_models()) "
+                             f"nor one of {', '.join(BUILTIN_CONFIGS)}")
+    return model
+
+
+def create(name: str, image_weights: str, text_weights: str | None, unlocked_groups: int, warn=print):
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+    tokenizer = open_clip.get_tokenizer(name)
+    if image_weights == "none":
+        warn("warning: --image-weights none: the image tower is randomly initialised and stays locked; "
+             "use it only for tests and demos")
+    else:
+        _load_part(model, name, image_weights, image=True)
+    if text_weights:
+        _load_part(model, name, text_weights, image=False)
+    # LiT's "Lu" setting: every image parameter frozen and its BatchNorm statistics fixed.
+    model.lock_image_tower(unlocked_groups=unlocked_groups, freeze_bn_stats=True)
+    return model, preprocess, tokenizer
+
+
+def _load_part(model, name: str, spec: str, image: bool) -> None:
+    what = "--image-weights" if image else "--text-weights"
+    if spec.startswith("openclip:"):
+        state = _cached_openclip(name, spec.split(":", 1)[1], what)
+    elif spec.startswith("timm:"):
+        if not image:
+            raise VLConvertError(f"{what} {spec}: timm models are image towers")
+        _load_timm(model, spec.split(":", 1)[1])
+        return
+    else:
+        if not Path(spec).is_file():
+            raise VLConvertError(f"{what} {spec}: no such checkpoint file (or use openclip:TAG, timm:NAME, none)")
+        state = torch.load(spec, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if image:
+        part = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")} or state
+        target = model.visual
+    else:
+        part = {k: v for k, v in state.items() if not k.startswith("visual.")}
+        target = model
+    missing, unexpected = target.load_state_dict(part, strict=False)
+    if image and (missing or unexpected):
+        raise VLConvertError(f"{what} {spec}: does not fit {name}'s image tower "
+                             f"(missing {len(missing)} tensors, e.g. {missing[:2]}; unexpected {len(unexpected)})")
+
+
+def _cached_openclip(name: str, tag: str, what: str) -> dict:
+    """The tag's weights if this machine already has them; never a download."""
+    config = open_clip.get_pretrained_cfg(name, tag)
+    if not config:
+        raise VLConvertError(f"{what} openclip:{tag}: open_clip has no pretrained tag {tag!r} for {name}")
+    path = _cached_file(config)
+    if path is None:
+        raise VLConvertError(f"{what} openclip:{tag}: the weights for {name}/{tag} are not in the local cache; "
+                             "download them where there is internet (open_clip caches them), or pass a checkpoint file")
+    return open_clip.load_state_dict(path)
+
+
+def _cached_file(config: dict) -> str | None:
+    if config.get("file"):
+        return config["file"] if Path(config["file"]).is_file() else None
+    hub = config.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = os.path.split(hub)
+        for candidate in ([filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]):
+            found = try_to_load_from_cache(repo, candidate)
+            if isinstance(found, str):
+                return found
+    url = config.get("url", "")
+    if url:
+        local = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+        return str(local) if local.is_file() else None
+    return None
+
+
+def _load_timm(model, timm_name: str) -> None:
+    trunk = getattr(model.visual, "trunk", None)
+    if trunk is None:
+        raise VLConvertError(f"--image-weights timm:{timm_name}: the model's image tower is not a timm model; "
+                             "choose a model config whose vision_cfg names timm_model_name")
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    source = timm.create_model(timm_name, pretrained=False, num_classes=0)
+    hub = getattr(source, "pretrained_cfg", {}).get("hf_hub_id")
+    cached = next((f for f in (try_to_load_from_cache(hub, n) for n in ("model.safetensors", "pytorch_model.bin"))
+                   if isinstance(f, str)), None) if hub else None
+    if cached is None:
+        raise VLConvertError(f"--image-weights timm:{timm_name}: not in the local Hugging Face cache; "
+                             "download it where there is internet, or pass a checkpoint file")
+    timm.models.load_checkpoint(source, cached, strict=False)
+    trunk.load_state_dict(source.state_dict(), strict=False)
+
+
+def encode_text(model, texts: torch.Tensor) -> torch.Tensor:
+    """Normalized text features, computed only over the batch's longest caption.
+
+    Captions of 15-40 tokens padded to CLIP's 77 waste half the text tower's work.
+    With causal attention and pooling at the end-of-text token, the positions past
+    the longest caption change nothing, so they are cut; models that pool
+    otherwise (or are not plain CLIP) go through open_clip unchanged."""
+    if not isinstance(model, open_clip.CLIP) or model.text_pool_type != "argmax" or getattr(model, "attn_mask", None) is None:
+        return model.encode_text(texts, normalize=True)
+    length = max(1, int((texts != 0).sum(dim=1).max()))
+    texts = texts[:, :length]
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(texts).to(cast) + model.positional_embedding[:length].to(cast)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:length, :length]))
+    x = text_global_pool(x, texts, model.text_pool_type)
+    x = model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection
+    return torch.nn.functional.normalize(x, dim=-1)
