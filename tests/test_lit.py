@@ -130,3 +130,19 @@ def test_batchnorm_statistics_of_a_locked_resnet_stay_fixed(shards, tmp_path):
     start, _, _ = lit_model.create(lit_model.register_config(None, str(config)), "none", None, 0, warn=lambda _: None)
     statistics = [k for k in start.state_dict() if k.startswith("visual.") and ("running_" in k or "num_batches" in k)]
     assert statistics and all(torch.equal(start.state_dict()[k], trained[k]) for k in statistics)
+
+
+def test_image_and_text_weights_from_checkpoint_files_and_fsspec_data(shards, tmp_path):
+    torch.manual_seed(11)
+    donor, _, _ = lit_model.create(lit_model.register_config("lit-tiny", None), "none", None, 0, warn=lambda _: None)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in donor.state_dict().items()}}, tmp_path / "donor.pt")
+    run = tmp_path / "run"
+    train(options(f"file://{shards}", run, image_weights=str(tmp_path / "donor.pt"), text_weights=str(tmp_path / "donor.pt")),
+          say=lambda _: None)
+    trained = torch.load(run / "checkpoints" / "epoch_1.pt", weights_only=False)["state_dict"]
+    donated = donor.state_dict()
+    assert all(torch.equal(donated[k], trained[k]) for k in donated if k.startswith("visual."))  # loaded, then locked
+    assert json.loads((run / "log.jsonl").read_text().splitlines()[0])["step"] == 1
+    with pytest.raises(vlconvert.VLConvertError, match="does not fit lit-tiny's image tower"):
+        torch.save({"visual.conv1.weight": torch.zeros(1)}, tmp_path / "wrong.pt")
+        train(options(shards, tmp_path / "bad", image_weights=str(tmp_path / "wrong.pt")), say=lambda _: None)

@@ -74,7 +74,11 @@ def _load_part(model, name: str, spec: str, image: bool) -> None:
     else:
         part = {k: v for k, v in state.items() if not k.startswith("visual.")}
         target = model
-    missing, unexpected = target.load_state_dict(part, strict=False)
+    try:
+        missing, unexpected = target.load_state_dict(part, strict=False)
+    except RuntimeError as exc:  # tensors of the wrong shape
+        raise VLConvertError(f"{what} {spec}: does not fit {name}'s {'image' if image else 'text'} tower: "
+                             f"{str(exc).splitlines()[-1].strip()}") from None
     if image and (missing or unexpected):
         raise VLConvertError(f"{what} {spec}: does not fit {name}'s image tower "
                              f"(missing {len(missing)} tensors, e.g. {missing[:2]}; unexpected {len(unexpected)})")

@@ -70,7 +70,8 @@ class _Step(nn.Module):
         return image_features, lit_model.encode_text(self.model, texts), self.model.logit_scale.exp()
 
 
-def train(options: LitOptions, say=print) -> dict:
+def train(options: LitOptions, say=print, progress=None) -> dict:
+    """Train; ``say(line)`` gets the run's messages and ``progress(steps_done, steps_total)`` its steps (rank 0)."""
     rank, world, device = _distributed()
     torch.manual_seed(options.seed)
     name = lit_model.register_config(options.model, options.model_config)
@@ -124,6 +125,8 @@ def train(options: LitOptions, say=print) -> dict:
             if log:
                 log.write(json.dumps(last) + "\n")
                 log.flush()
+                if progress:
+                    progress(global_step + 1, total_steps)
         if rank == 0:
             torch.save({"epoch": epoch, "name": name, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict()},
                        run / "checkpoints" / f"epoch_{epoch}.pt")
