@@ -20,6 +20,7 @@ from . import __version__
 from .build import DEFAULT_SHARD_SIZE, BuildSummary, build
 from .cli_captions import captions_group
 from .cli_lit import lit_train_command
+from .cli_progress import ProgressBar
 from .prompts import DEFAULT_PROMPT_SET
 from .records import VLConvertError
 from .registry import available_adapters, describe
@@ -129,25 +130,13 @@ def build_command(adapter, root, out, splits, templates, template_mix, all_templ
           --split train --split val --resize 256 --workers 8
     """
     click.echo(f"reading {adapter} dataset at {root}", err=True)
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = click.progressbar(length=total, label="writing shards", file=sys.stderr, show_pos=True)
-            bar.__enter__()
-        bar.update(done - bar.pos)
-
-    try:
+    with ProgressBar("writing shards") as progress:
         summary = build(
             adapter, root, out, splits=splits, templates=templates, template_mix=template_mix, all_templates=all_templates,
             zeroshot_prompts=zeroshot_prompts, resize=resize, quality=quality,
             shard_size=shard_size, shard_max_bytes=shard_max_bytes, workers=workers, seed=seed,
             overwrite=overwrite, adapter_options=adapter_options, progress=progress,
         )
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
     _print_summary(summary)
     if summary.duplicate_classnames:
         click.echo(f"warning: classnames.txt repeats {summary.duplicate_classnames} names (compared as CLIP's tokenizer sees them); "

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 
 import click
 
+from .cli_progress import ProgressBar
 from .records import VLConvertError
 
 
@@ -50,23 +50,10 @@ def lit_train_command(preset, **given):
         raise VLConvertError("give --model or --model-config (or --preset demo)")
     options = with_preset(LitOptions(data=chosen["data"], out=chosen["out"], image_weights="none"), preset, set(chosen))
     options = replace(options, **chosen)
-    bar = None
+    with ProgressBar("training") as progress:
+        def say(line: str) -> None:
+            click.echo(("\n" if progress.active else "") + line, err=True)
 
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = click.progressbar(length=total, label="training", file=sys.stderr, show_pos=True)
-            bar.__enter__()
-            bar.update(done - 1)
-        bar.update(1)
-
-    def say(line: str) -> None:
-        click.echo(("\n" if bar is not None else "") + line, err=True)
-
-    try:
         summary = train(options, say=say, progress=progress)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
     last = summary["last"].get("loss")
     click.echo(f"trained {summary['epochs']} epochs of {summary['model']}; last loss {last}; run in {summary['run']}")
