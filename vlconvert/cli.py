@@ -19,7 +19,7 @@ import click
 from . import __version__
 from .build import DEFAULT_SHARD_SIZE, BuildSummary, build
 from .cli_captions import captions_group
-from .cli_lit import lit_train_command
+from .cli_lit import lit_train_command, zeroshot_command
 from .cli_progress import ProgressBar
 from .prompts import DEFAULT_PROMPT_SET
 from .records import VLConvertError
@@ -164,6 +164,7 @@ def adapters_command():
 
 cli.add_command(captions_group)
 cli.add_command(lit_train_command)
+cli.add_command(zeroshot_command)
 
 
 def main() -> None:

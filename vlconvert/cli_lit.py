@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import click
 
@@ -57,3 +58,38 @@ def lit_train_command(preset, **given):
         summary = train(options, say=say, progress=progress)
     last = summary["last"].get("loss")
     click.echo(f"trained {summary['epochs']} epochs of {summary['model']}; last loss {last}; run in {summary['run']}")
+
+
+@click.command("zeroshot")
+@click.option("--data", required=True, help="A `vlconvert build` output folder.")
+@click.option("--split", default="val", show_default=True)
+@click.option("--checkpoint", "checkpoints", multiple=True,
+              help="A lit-train run folder (its latest checkpoint) or a checkpoint file in one.")
+@click.option("--model", "models", multiple=True, help="An open_clip model name; pair each with --pretrained.")
+@click.option("--pretrained", "pretrained", multiple=True, help="An open_clip tag or checkpoint path for the --model at the same position.")
+@click.option("--prompts", default="build", show_default=True,
+              help="build (the build's classnames.txt and templates), simple, openai_imagenet, same_as_training, or a file.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--report", "report_dir", required=True, type=click.Path(), help="Folder for metrics.json, report.md and plots.")
+def zeroshot_command(data, split, checkpoints, models, pretrained, prompts, batch_size, report_dir):
+    """Zero-shot accuracy of one or more models on a converted split, with per-rank and frequency breakdowns."""
+    try:
+        from .lit import report, zeroshot
+    except ImportError as exc:
+        raise VLConvertError(f"zeroshot needs the lit extra: pip install 'vlconvert[lit]' ({exc})") from exc
+    if not checkpoints and not models:
+        raise VLConvertError("give --checkpoint RUN or --model NAME --pretrained TAG|PATH")
+    if pretrained and len(pretrained) != len(models):
+        raise VLConvertError("give one --pretrained per --model (or none at all for random init)")
+    loaded = [zeroshot.load_run(c) for c in checkpoints]
+    loaded += [zeroshot.load_model(m, p) for m, p in zip(models, pretrained or [None] * len(models))]
+    names, templates = zeroshot.prompt_texts(data, prompts)
+    counts = zeroshot.train_counts(data)
+    results, labels = {}, None
+    for model in loaded:
+        weights = zeroshot.classifier(model, names, templates, Path(report_dir) / ".cache", batch_size)
+        top5, labels, taxonomy = zeroshot.predict(model, weights, data, split, batch_size)
+        results[model.label] = zeroshot.metrics(top5, labels, taxonomy, counts)
+    chance = zeroshot.chance(labels, len(names))
+    report.write(Path(report_dir), results, chance, {"data": data, "split": split, "prompts": prompts}, counts)
+    click.echo(report.markdown(results, chance, {"data": data, "split": split, "prompts": prompts}))

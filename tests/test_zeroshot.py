@@ -1,0 +1,61 @@
+"""vlconvert zeroshot: metrics by hand, and the whole loop build → lit-train → zeroshot on the example."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from inat_layout import EXAMPLE
+from optional import require
+
+torch = require("torch")
+require("open_clip")
+require("matplotlib")
+
+from vlconvert.lit.zeroshot import metrics  # noqa: E402
+
+VLCONVERT = Path(sys.executable).parent / "vlconvert"
+TAXONOMY = {0: {"genus": "Pica", "family": "Corvidae", "species": "Pica hudsonia"},
+            1: {"genus": "Pica", "family": "Corvidae", "species": "Pica pica"},
+            2: {"genus": "Quercus", "family": "Fagaceae", "species": "Quercus robur"}}
+
+
+def test_metrics_by_hand():
+    labels = torch.tensor([0, 0, 1, 2])
+    top5 = torch.tensor([[0, 1, 2], [1, 0, 2], [0, 1, 2], [2, 0, 1]])  # right, wrong (same genus), wrong (same genus), right
+    result = metrics(top5, labels, TAXONOMY, train_counts=[30, 10, 1])
+    assert result["acc1"] == 0.5 and result["acc5"] == 1.0
+    assert result["mean_per_class_recall"] == pytest.approx((0.5 + 0 + 1) / 3)
+    assert result["per_rank"] == {"species": 0.5, "genus": 1.0, "family": 1.0}
+    assert result["by_frequency"]["head"] == {"classes": 1, "acc1": 0.5, "train_images_min": 30}
+    assert result["by_frequency"]["tail"]["acc1"] == 1.0
+
+
+def run(*args):
+    return subprocess.run([str(VLCONVERT), *args], capture_output=True, text=True, timeout=600)
+
+
+def test_build_train_and_zeroshot_report_on_the_example(tmp_path):
+    data, lit, report = tmp_path / "shards", tmp_path / "run", tmp_path / "report"
+    assert run("build", "-a", "inat2021", "-r", str(EXAMPLE), "-o", str(data), "--zeroshot-prompts", "same_as_training").returncode == 0
+    trained = run("lit-train", "--data", str(data), "--out", str(lit), "--preset", "demo")
+    assert trained.returncode == 0, trained.stderr
+    result = run("zeroshot", "--data", str(data), "--checkpoint", str(lit), "--model", "lit-tiny", "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    document = json.loads((report / "metrics.json").read_text())
+    assert set(document["models"]) == {"run/epoch_30", "lit-tiny:random"}
+    lit_result = document["models"]["run/epoch_30"]
+    assert {"acc1", "acc5", "mean_per_class_recall", "per_rank", "by_frequency"} <= set(lit_result)
+    assert lit_result["samples"] == 36 and lit_result["classes"] == 12
+    assert lit_result["acc1"] > 3 * document["chance"]["acc1"]  # 12 classes: chance is 8.3%
+    assert (report / "accuracy_by_rank.png").stat().st_size > 0 and (report / "accuracy_vs_frequency.png").stat().st_size > 0
+    assert "| top-1 |" in (report / "report.md").read_text()
+    again = run("zeroshot", "--data", str(data), "--checkpoint", str(lit / "checkpoints" / "epoch_30.pt"), "--report", str(report))
+    assert again.returncode == 0 and len(list((report / ".cache").glob("classifier-*.pt"))) == 2  # reused, not rebuilt
+    assert json.loads((report / "metrics.json").read_text())["acc1"] == lit_result["acc1"]
+
+
+def test_zeroshot_errors_are_one_line(tmp_path):
+    result = run("zeroshot", "--data", str(tmp_path), "--checkpoint", str(tmp_path), "--report", str(tmp_path / "r"))
+    assert result.returncode == 2 and "not a lit-train run folder" in result.stderr
