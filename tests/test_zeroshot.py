@@ -59,3 +59,32 @@ def test_build_train_and_zeroshot_report_on_the_example(tmp_path):
 def test_zeroshot_errors_are_one_line(tmp_path):
     result = run("zeroshot", "--data", str(tmp_path), "--checkpoint", str(tmp_path), "--report", str(tmp_path / "r"))
     assert result.returncode == 2 and "not a lit-train run folder" in result.stderr
+
+
+def test_agrees_with_clip_benchmark(tmp_path):
+    require("clip_benchmark")
+    import vlconvert
+    from vlconvert.lit.train import LitOptions, train
+
+    data, lit = tmp_path / "shards", tmp_path / "run"
+    vlconvert.build("inat2021", str(EXAMPLE), str(data), zeroshot_prompts="openai_imagenet")
+    train(LitOptions(data=str(data), out=str(lit), image_weights="none", model="lit-tiny", epochs=3, batch_size=24, lr=2e-3,
+                     warmup=5, cache_image_features=True), say=lambda _: None)
+    checkpoint = lit / "checkpoints" / "epoch_3.pt"
+    ours = run("zeroshot", "--data", str(data), "--checkpoint", str(checkpoint), "--report", str(tmp_path / "report"))
+    assert ours.returncode == 0, ours.stderr
+    exported = run("export-clip-benchmark", "--data", str(data), "--split", "val", "--out", str(tmp_path / "wds"))
+    assert exported.returncode == 0, exported.stderr
+    output = tmp_path / "clip_benchmark.json"
+    script = ("import sys, open_clip; open_clip.add_model_config(sys.argv.pop(1)); from clip_benchmark.cli import main; "
+              "sys.argv[0] = 'clip_benchmark'; main()")
+    reference = subprocess.run(
+        [sys.executable, "-c", script, str(lit / "lit-tiny.json"), "eval", "--dataset", "wds/inat2021_mini",
+         "--dataset_root", str(tmp_path / "wds"), "--split", "val", "--model", "lit-tiny", "--pretrained", str(checkpoint),
+         "--task", "zeroshot_classification", "--no_amp", "--batch_size", "16", "--num_workers", "0", "--output", str(output)],
+        capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    theirs = json.loads(output.read_text())["metrics"]
+    mine = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    for key in ("acc1", "acc5", "mean_per_class_recall"):
+        assert abs(mine[key] - theirs[key]) <= 1e-6, (key, mine[key], theirs[key])

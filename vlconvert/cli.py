@@ -21,6 +21,7 @@ from .build import DEFAULT_SHARD_SIZE, BuildSummary, build
 from .cli_captions import captions_group
 from .cli_lit import lit_train_command, zeroshot_command
 from .cli_progress import ProgressBar
+from .export import export_clip_benchmark
 from .prompts import DEFAULT_PROMPT_SET
 from .records import VLConvertError
 from .registry import available_adapters, describe
@@ -160,6 +161,21 @@ def adapters_command():
     for name, entry in available_adapters().items():
         origin = "" if entry.origin == "built-in" else f"  [{entry.origin}]"
         click.echo(f"{name:16} {describe(entry)}{origin}")
+
+
+@cli.command("export-clip-benchmark")
+@click.option("--data", required=True, help="A local `vlconvert build` output folder.")
+@click.option("--split", default="val", show_default=True)
+@click.option("--out", required=True, help="Folder to write CLIP_benchmark's wds/ layout into (links to the shards).")
+def export_clip_benchmark_command(data, split, out):
+    """Lay out a converted split as a CLIP_benchmark wds/ dataset.
+
+    \b
+    Then:  clip_benchmark eval --dataset wds/inat2021 --dataset_root OUT --split val \\
+               --model ViT-B-16 --pretrained laion2b_s34b_b88k --task zeroshot_classification
+    """
+    target = export_clip_benchmark(data, split, out)
+    click.echo(f"exported {split} to {target}: clip_benchmark eval --dataset wds/<name> --dataset_root {target} --split {split} …")
 
 
 cli.add_command(captions_group)

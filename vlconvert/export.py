@@ -1,0 +1,33 @@
+"""Exports a converted split in the layout CLIP_benchmark's ``wds/`` datasets read.
+
+CLIP_benchmark expects ``DIR/<split>/nshards.txt`` and shards named
+``0.tar … N-1.tar``, with ``classnames.txt`` and
+``zeroshot_classification_templates.txt`` beside the split folders.  The
+shards are linked, not copied, so the export costs no space.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .records import VLConvertError
+
+
+def export_clip_benchmark(data: str, split: str, out: str) -> Path:
+    source, target = Path(data), Path(out)
+    if "://" in data or not (source / split / "sizes.json").is_file():
+        raise VLConvertError(f"{data}: no local {split}/sizes.json; export needs a local `vlconvert build` output")
+    shards = sorted(json.loads((source / split / "sizes.json").read_text()))
+    (target / split).mkdir(parents=True, exist_ok=True)
+    for number, name in enumerate(shards):
+        link = target / split / f"{number}.tar"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink((source / split / name).resolve(), link)
+    (target / split / "nshards.txt").write_text(f"{len(shards)}\n")
+    for name in ("classnames.txt", "zeroshot_classification_templates.txt"):
+        shutil.copyfile(source / name, target / name)
+    return target
