@@ -136,6 +136,12 @@ class INatRecords(Sequence):
             return self.take(range(*index.indices(len(self))))
         return self.take([index])[0]
 
+    def labels(self) -> list[int]:
+        """Every record's label, without building the records (holding classes out of 2.7M images)."""
+        if not self._batches:
+            return []
+        return pa.chunked_array([b.column("label") for b in self._batches]).take(self._rows).to_pylist()
+
     def take(self, indices) -> list[Record]:
         wanted: dict[int, list[tuple[int, int]]] = defaultdict(list)  # batch → [(row in batch, output position)]
         for position, row in enumerate(self._rows.take(pa.array(indices, pa.int64())).to_pylist()):

@@ -298,3 +298,23 @@ def test_duplicate_zeroshot_classnames_are_counted(tmp_path):
     summary = vlconvert.build("inat2021", str(root), str(tmp_path / "out"), templates=["common"], zeroshot_prompts="same_as_training")
     assert summary.duplicate_classnames == 1
     assert read_json(tmp_path / "out" / "manifest.json")["zeroshot"]["duplicate_classnames"] == 1
+
+
+def test_holdout_classes_stay_out_of_training_only(root, tmp_path):
+    out = tmp_path / "out"
+    summary = vlconvert.build("inat2021", str(root), str(out), holdout_classes=0.25, seed=1)
+    manifest = read_json(out / "manifest.json")
+    held = manifest["holdout"]["classes"]
+    assert len(held) == 3 and manifest["holdout"]["kept_out_of"] == ["train"]
+    train, val = manifest["splits"]["train"], manifest["splits"]["val"]
+    assert (train["read"], train["written"], train["held_out"], train["errored"]) == (48, 36, 12, 0)
+    assert all(train["class_counts"][c] == 0 for c in held) and all(val["class_counts"][c] == 2 for c in held)
+    assert {int(m["cls"]) for m in all_samples(out, "train").values()}.isdisjoint(held)
+    assert summary.splits["val"].written == 24
+    names = tmp_path / "held.txt"
+    names.write_text("Pica hudsonia\n\nQuercus robur\n")
+    vlconvert.build("inat2021", str(root), str(tmp_path / "named"), holdout_classes=str(names))
+    assert read_json(tmp_path / "named" / "manifest.json")["holdout"]["names"] == ["Pica hudsonia", "Quercus robur"]
+    names.write_text("Pica hudsonia\nPica nowhere\n")
+    with pytest.raises(VLConvertError, match=r"held.txt, line 2: no class is named 'Pica nowhere'"):
+        vlconvert.build("inat2021", str(root), str(tmp_path / "bad"), holdout_classes=str(names))

@@ -88,3 +88,19 @@ def test_agrees_with_clip_benchmark(tmp_path):
     mine = json.loads((tmp_path / "report" / "metrics.json").read_text())
     for key in ("acc1", "acc5", "mean_per_class_recall"):
         assert abs(mine[key] - theirs[key]) <= 1e-6, (key, mine[key], theirs[key])
+
+
+def test_seen_and_unseen_classes_are_reported_apart(tmp_path):
+    data, lit, report = tmp_path / "shards", tmp_path / "run", tmp_path / "report"
+    built = run("build", "-a", "inat2021", "-r", str(EXAMPLE), "-o", str(data), "--zeroshot-prompts", "same_as_training",
+                "--holdout-classes", "0.25")
+    assert built.returncode == 0, built.stderr
+    held = json.loads((data / "manifest.json").read_text())["holdout"]["classes"]
+    assert len(held) == 3
+    assert run("lit-train", "--data", str(data), "--out", str(lit), "--preset", "demo", "--epochs", "5").returncode == 0
+    result = run("zeroshot", "--data", str(data), "--checkpoint", str(lit), "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    document = json.loads((report / "metrics.json").read_text())
+    assert document["seen"]["classes"] == 9 and document["unseen"]["classes"] == 3
+    assert document["seen"]["samples"] + document["unseen"]["samples"] == document["samples"] == 36
+    assert "| top-1, unseen classes |" in (report / "report.md").read_text()

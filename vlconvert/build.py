@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import __version__
+from . import __version__, holdout
 from . import manifest as files
 from .captions import CaptionRenderer, CaptionSpec, caption_spec
 from .execute import ShardResult, ShardWriter, WorkerConfig, init_worker, run_task
@@ -38,6 +38,7 @@ class SplitSummary:
     errored: int
     shards: list[dict]
     class_counts: list[int]
+    held_out: int = 0
 
 
 @dataclass
@@ -70,6 +71,7 @@ class _SplitPlan:
     records: Sequence[Record]
     rejected: list[Rejected]
     tasks: list[ShardTask]
+    held_out: int = 0  # records of held-out classes, left out of a training split on purpose
 
 
 def build(
@@ -82,6 +84,7 @@ def build(
     template_mix: Mapping[str, float] | None = None,
     all_templates: bool = False,
     zeroshot_prompts: str = DEFAULT_PROMPT_SET,
+    holdout_classes: str | float | None = None,
     resize: int | None = None,
     quality: int = 95,
     shard_size: int = DEFAULT_SHARD_SIZE,
@@ -109,7 +112,8 @@ def build(
     prompts = prompt_set(zeroshot_prompts, classes, spec, renderer)
     split_names = _choose_splits(source, splits)
 
-    plans = {s: _plan(source, s, seed, shard_size) for s in split_names}
+    held = holdout.resolve(holdout_classes, classes, seed)
+    plans = {s: _plan(source, s, seed, shard_size, set(held) if holdout.is_training_split(s) else set()) for s in split_names}
     first = next((p.records[0] for p in plans.values() if len(p.records)), None)
     renderer.check_classes(first.metadata if first else None)
 
@@ -151,6 +155,8 @@ def build(
         "num_classes": len(classes),
         **_describe_prompts(prompts),
         "errors": {"file": files.ERRORS, "count": len(all_rejected), "by_stage": by_stage},
+        "holdout": {"spec": holdout_classes, "classes": held, "names": [classes[label].name for label in held],
+                    "kept_out_of": [s for s in split_names if holdout.is_training_split(s)]} if held else None,
         "splits": {s: vars(summary) for s, summary in summaries.items()},
     })
     return BuildSummary(out, summaries, time.perf_counter() - started, by_stage, prompts.duplicates)
@@ -200,11 +206,14 @@ def _choose_splits(source, splits: Sequence[str] | None) -> list[str]:
     return chosen
 
 
-def _plan(source, split: str, seed: int, shard_size: int) -> _SplitPlan:
+def _plan(source, split: str, seed: int, shard_size: int, held: set[int]) -> _SplitPlan:
     records = source.records(split)
     if not isinstance(records, Sequence):
         records = list(records)  # plugin adapters may yield; planning needs random access
-    return _SplitPlan(records, list(source.rejected(split)), plan_split(split, len(records), seed, shard_size))
+    held_out = 0
+    if held:
+        records, held_out = holdout.exclude(records, held)
+    return _SplitPlan(records, list(source.rejected(split)), plan_split(split, len(records), seed, shard_size), held_out)
 
 
 def _take(records: Sequence[Record], positions) -> list[Record]:
@@ -246,10 +255,10 @@ def _finish_split(fs, out_path: str, split: str, plan: _SplitPlan, results: list
     files.write_sizes(fs, split_dir, shards)
     written = sum(s["samples"] for s in shards)
     errored = len(plan.rejected) + sum(len(r.rejected) for r in results)
-    read = len(plan.records) + len(plan.rejected)
-    if written + errored != read:
-        raise RuntimeError(f"split {split}: {read} records read but {written} written + {errored} rejected")
-    return SplitSummary(read, written, errored, shards, [counts.get(label, 0) for label in range(num_classes)])
+    read = len(plan.records) + len(plan.rejected) + plan.held_out
+    if written + errored + plan.held_out != read:
+        raise RuntimeError(f"split {split}: {read} records read but {written} written + {errored} rejected + {plan.held_out} held out")
+    return SplitSummary(read, written, errored, shards, [counts.get(label, 0) for label in range(num_classes)], plan.held_out)
 
 
 def _prepare_out(fs, out: str, out_path: str, overwrite: bool) -> None:

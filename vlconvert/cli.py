@@ -105,6 +105,9 @@ def cli() -> None:
 @click.option("--zeroshot-prompts", default=DEFAULT_PROMPT_SET, show_default=True, metavar="SET|FILE",
               help="What classnames.txt and zeroshot_classification_templates.txt hold: simple, openai_imagenet "
                    "(CLIP's 80), same_as_training (each class's training caption), or a file of {c} templates.")
+@click.option("--holdout-classes", metavar="FRACTION|FILE",
+              help="Keep these classes out of the training splits (a seeded fraction, or a file of class names) "
+                   "but in the evaluation splits, for zero-shot transfer to unseen species.")
 @click.option("--resize", type=click.IntRange(min=1), metavar="N",
               help="Re-encode as JPEG with the shorter side N (never upscaled). Default: original bytes pass through.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality when re-encoding.")
@@ -116,8 +119,8 @@ def cli() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an earlier vlconvert build in OUT.")
 @click.option("--option", "adapter_options", multiple=True, metavar="KEY=VALUE", callback=_key_value,
               help="An option passed to the adapter; repeat for several.")
-def build_command(adapter, root, out, splits, templates, template_mix, all_templates, zeroshot_prompts, resize, quality, shard_size,
-                  shard_max_bytes, workers, seed, overwrite, adapter_options):
+def build_command(adapter, root, out, splits, templates, template_mix, all_templates, zeroshot_prompts, holdout_classes, resize,
+                  quality, shard_size, shard_max_bytes, workers, seed, overwrite, adapter_options):
     """Convert a dataset into webdataset tar shards with captions.
 
     \b
@@ -134,7 +137,7 @@ def build_command(adapter, root, out, splits, templates, template_mix, all_templ
     with ProgressBar("writing shards") as progress:
         summary = build(
             adapter, root, out, splits=splits, templates=templates, template_mix=template_mix, all_templates=all_templates,
-            zeroshot_prompts=zeroshot_prompts, resize=resize, quality=quality,
+            zeroshot_prompts=zeroshot_prompts, holdout_classes=holdout_classes, resize=resize, quality=quality,
             shard_size=shard_size, shard_max_bytes=shard_max_bytes, workers=workers, seed=seed,
             overwrite=overwrite, adapter_options=adapter_options, progress=progress,
         )

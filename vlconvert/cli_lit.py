@@ -84,12 +84,12 @@ def zeroshot_command(data, split, checkpoints, models, pretrained, prompts, batc
     loaded = [zeroshot.load_run(c) for c in checkpoints]
     loaded += [zeroshot.load_model(m, p) for m, p in zip(models, pretrained or [None] * len(models))]
     names, templates = zeroshot.prompt_texts(data, prompts)
-    counts = zeroshot.train_counts(data)
+    counts, held_out = zeroshot.build_facts(data)
     results, labels = {}, None
     for model in loaded:
         weights = zeroshot.classifier(model, names, templates, Path(report_dir) / ".cache", batch_size)
         top5, labels, taxonomy = zeroshot.predict(model, weights, data, split, batch_size)
-        results[model.label] = zeroshot.metrics(top5, labels, taxonomy, counts)
+        results[model.label] = zeroshot.metrics(top5, labels, taxonomy, counts, held_out)
     chance = zeroshot.chance(labels, len(names))
     report.write(Path(report_dir), results, chance, {"data": data, "split": split, "prompts": prompts}, counts)
     click.echo(report.markdown(results, chance, {"data": data, "split": split, "prompts": prompts}))

@@ -27,6 +27,9 @@ def markdown(results: dict[str, dict], chance: dict, context: dict) -> str:
     for rank in RANKS:
         if any(rank in results[n]["per_rank"] for n in names):
             lines.append(f"| {rank} | " + " | ".join(_pct(results[n]["per_rank"].get(rank)) for n in names) + " | |")
+    for part in ("seen", "unseen"):
+        if all(part in results[n] for n in names):
+            lines.append(f"| top-1, {part} classes | " + " | ".join(_pct(results[n][part]["acc1"]) for n in names) + " | |")
     for group in ("head", "medium", "tail"):
         if all("by_frequency" in results[n] for n in names):
             lines.append(f"| {group} classes | " + " | ".join(_pct(results[n]["by_frequency"][group]["acc1"]) for n in names) + " | |")

@@ -145,7 +145,19 @@ def predict(loaded: Loaded, weights: torch.Tensor, data: str, split: str, batch_
     return torch.cat(top5), torch.tensor(labels), taxonomy
 
 
-def metrics(top5: torch.Tensor, labels: torch.Tensor, taxonomy: dict, train_counts: list[int] | None) -> dict:
+def metrics(top5: torch.Tensor, labels: torch.Tensor, taxonomy: dict, train_counts: list[int] | None,
+            held_out: list[int] | None = None) -> dict:
+    result = _core(top5, labels, taxonomy, train_counts)
+    if held_out:
+        unseen = torch.isin(labels, torch.tensor(held_out))
+        for name, mask in (("seen", ~unseen), ("unseen", unseen)):
+            if mask.any():
+                part = _core(top5[mask], labels[mask], taxonomy, None)
+                result[name] = {k: part[k] for k in ("samples", "classes", "acc1", "acc5", "mean_per_class_recall", "per_rank")}
+    return result
+
+
+def _core(top5: torch.Tensor, labels: torch.Tensor, taxonomy: dict, train_counts: list[int] | None) -> dict:
     top1 = top5[:, 0]
     correct = top1 == labels
     classes = sorted(set(labels.tolist()))
@@ -182,11 +194,13 @@ def _by_frequency(recall: dict, correct, labels, train_counts: list[int]) -> dic
     return out
 
 
-def train_counts(data: str, split: str = "train") -> list[int] | None:
+def build_facts(data: str) -> tuple[list[int] | None, list[int]]:
+    """From the build's manifest: per-class training counts, and the held-out classes."""
     fs, out = filesystem(data, "--data")
     with fs.open(posixpath.join(out, "manifest.json"), "rb") as f:
         manifest = json.load(f)
-    return manifest.get("splits", {}).get(split, {}).get("class_counts")
+    counts = manifest.get("splits", {}).get("train", {}).get("class_counts")
+    return counts, (manifest.get("holdout") or {}).get("classes", [])
 
 
 def chance(labels: torch.Tensor, num_classes: int) -> dict:
