@@ -146,3 +146,15 @@ def test_image_and_text_weights_from_checkpoint_files_and_fsspec_data(shards, tm
     with pytest.raises(vlconvert.VLConvertError, match="does not fit lit-tiny's image tower"):
         torch.save({"visual.conv1.weight": torch.zeros(1)}, tmp_path / "wrong.pt")
         train(options(shards, tmp_path / "bad", image_weights=str(tmp_path / "wrong.pt")), say=lambda _: None)
+
+
+def test_unlocked_groups_train_the_top_of_the_image_tower(shards, tmp_path):
+    train(options(shards, tmp_path / "run", unlocked_groups=1), say=lambda _: None)
+    trained = torch.load(tmp_path / "run" / "checkpoints" / "epoch_1.pt", weights_only=False)["state_dict"]
+    torch.manual_seed(3)
+    start, _, _ = lit_model.create(lit_model.register_config("lit-tiny", None), "none", None, 0, warn=lambda _: None)
+    initial = start.state_dict()
+    assert not torch.equal(initial["visual.proj"], trained["visual.proj"])  # the last group learns
+    assert torch.equal(initial["visual.conv1.weight"], trained["visual.conv1.weight"])  # the rest stays locked
+    with pytest.raises(vlconvert.VLConvertError, match="--cache-image-features needs a fully locked image tower"):
+        train(options(shards, tmp_path / "cached", unlocked_groups=1, cache_image_features=True), say=lambda _: None)
