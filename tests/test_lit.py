@@ -57,8 +57,10 @@ def test_cached_features_give_the_same_loss_trajectory(shards, tmp_path):
     plain, cached = losses(tmp_path / "plain"), losses(tmp_path / "cached")
     assert len(plain) == len(cached) == 14  # 120 samples // 16 per batch = 7 steps per epoch
     assert cached == pytest.approx(plain, abs=1e-4)
-    cache = torch.load(tmp_path / "cached" / "image_features" / "train.pt", weights_only=False)
-    assert len(cache["keys"]) == 120 and tuple(cache["features"].shape) == (120, 64)
+    files = sorted((tmp_path / "cached" / "image_features" / "train").glob("*.pt"))
+    caches = [torch.load(f, weights_only=False) for f in files]
+    assert len(files) == 3 and sum(len(c["keys"]) for c in caches) == 120  # one file per shard
+    assert all(c["features"].shape[1] == 64 and c["identity"]["shard_sha256"] for c in caches)
 
 
 def test_checkpoints_load_in_open_clip(shards, tmp_path):
@@ -158,3 +160,33 @@ def test_unlocked_groups_train_the_top_of_the_image_tower(shards, tmp_path):
     assert torch.equal(initial["visual.conv1.weight"], trained["visual.conv1.weight"])  # the rest stays locked
     with pytest.raises(vlconvert.VLConvertError, match="--cache-image-features needs a fully locked image tower"):
         train(options(shards, tmp_path / "cached", unlocked_groups=1, cache_image_features=True), say=lambda _: None)
+
+
+
+def test_resume_refuses_another_model_or_schedule(shards, tmp_path):
+    run = tmp_path / "run"
+    train(options(shards, run, epochs=2), say=lambda _: None)
+    with pytest.raises(vlconvert.VLConvertError, match="started with --epochs 2"):
+        train(options(shards, run, epochs=3), say=lambda _: None)
+    config = tmp_path / "other.json"
+    vision = {"image_size": 64, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16}
+    config.write_text(json.dumps({"embed_dim": 32, "vision_cfg": vision,
+                                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
+    with pytest.raises(vlconvert.VLConvertError, match="holds a run of lit-tiny, not other"):
+        train(options(shards, run, epochs=2, model=None, model_config=str(config)), say=lambda _: None)
+    assert json.loads((run / "run.json").read_text())["model"] == "lit-tiny"  # the failed attempt changed nothing
+    said = []
+    train(options(shards, run, epochs=2), say=said.append)
+    assert "the run already finished its 2 epochs" in said
+
+
+def test_bad_weights_and_configs_are_one_line_errors(shards, tmp_path):
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(vlconvert.VLConvertError, match="garbage.pt: not a PyTorch checkpoint"):
+        train(options(shards, tmp_path / "a", image_weights=str(tmp_path / "garbage.pt")), say=lambda _: None)
+    torch.save({"visual.conv1.weight": torch.zeros(64, 3, 16, 16)}, tmp_path / "visual_only.pt")
+    with pytest.raises(vlconvert.VLConvertError, match="holds no tensor of lit-tiny's text tower"):
+        train(options(shards, tmp_path / "b", text_weights=str(tmp_path / "visual_only.pt")), say=lambda _: None)
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(vlconvert.VLConvertError, match="broken.json: not a JSON model config"):
+        train(options(shards, tmp_path / "c", model=None, model_config=str(tmp_path / "broken.json")), say=lambda _: None)

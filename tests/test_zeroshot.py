@@ -58,7 +58,10 @@ def test_build_train_and_zeroshot_report_on_the_example(tmp_path):
 
 def test_zeroshot_errors_are_one_line(tmp_path):
     result = run("zeroshot", "--data", str(tmp_path), "--checkpoint", str(tmp_path), "--report", str(tmp_path / "r"))
-    assert result.returncode == 2 and "not a lit-train run folder" in result.stderr
+    assert result.returncode == 2 and "no manifest.json; give the --out folder of `vlconvert build`" in result.stderr
+    assert run("build", "-a", "inat2021", "-r", str(EXAMPLE), "-o", str(tmp_path / "data"), "--split", "val").returncode == 0
+    result = run("zeroshot", "--data", str(tmp_path / "data"), "--checkpoint", str(tmp_path), "--report", str(tmp_path / "r"))
+    assert result.returncode == 2 and "not a lit-train run folder" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_agrees_with_clip_benchmark(tmp_path):
@@ -104,3 +107,28 @@ def test_seen_and_unseen_classes_are_reported_apart(tmp_path):
     assert document["seen"]["classes"] == 9 and document["unseen"]["classes"] == 3
     assert document["seen"]["samples"] + document["unseen"]["samples"] == document["samples"] == 36
     assert "| top-1, unseen classes |" in (report / "report.md").read_text()
+
+
+
+def test_stale_weights_at_the_same_path_are_not_reused(tmp_path):
+    import vlconvert
+    from vlconvert.lit.train import LitOptions, train
+
+    data, lit = tmp_path / "shards", tmp_path / "run"
+    vlconvert.build("inat2021", str(EXAMPLE), str(data), zeroshot_prompts="same_as_training")
+    train(LitOptions(data=str(data), out=str(lit), image_weights="none", model="lit-tiny", epochs=2, batch_size=24, lr=2e-3,
+                     warmup=5, cache_image_features=True), say=lambda _: None)
+    weights = tmp_path / "x.pt"
+    accuracies = []
+    for epoch in (1, 2):
+        weights.write_bytes((lit / "checkpoints" / f"epoch_{epoch}.pt").read_bytes())
+        assert run("zeroshot", "--data", str(data), "--model", "lit-tiny", "--pretrained", str(weights),
+                   "--report", str(tmp_path / "report")).returncode == 0
+        accuracies.append(json.loads((tmp_path / "report" / "metrics.json").read_text()))
+    assert len(list((tmp_path / "report" / ".cache").glob("classifier-*.pt"))) == 2  # the changed file got its own
+    fresh = run("zeroshot", "--data", str(data), "--model", "lit-tiny", "--pretrained", str(weights), "--report", str(tmp_path / "new"))
+    assert fresh.returncode == 0
+    assert json.loads((tmp_path / "new" / "metrics.json").read_text())["acc1"] == accuracies[1]["acc1"]
+    (tmp_path / "afile").write_text("x")
+    assert "is a file" in run("zeroshot", "--data", str(data), "--model", "lit-tiny", "--report", str(tmp_path / "afile")).stderr
+    assert "no manifest.json" in run("zeroshot", "--data", str(tmp_path), "--model", "lit-tiny", "--report", str(tmp_path / "r")).stderr

@@ -113,6 +113,8 @@ def build(
     split_names = _choose_splits(source, splits)
 
     held = holdout.resolve(holdout_classes, classes, seed)
+    if held and len(held) == len(classes):
+        raise VLConvertError(f"--holdout-classes {holdout_classes} holds out every class; nothing would be left to train on")
     plans = {s: _plan(source, s, seed, shard_size, set(held) if holdout.is_training_split(s) else set()) for s in split_names}
     first = next((p.records[0] for p in plans.values() if len(p.records)), None)
     renderer.check_classes(first.metadata if first else None)
@@ -140,6 +142,7 @@ def build(
     ]
     files.write_errors(fs, out_path, all_rejected)
     files.write_lines(fs, posixpath.join(out_path, files.CLASSNAMES), prompts.classnames)
+    files.write_classes(fs, out_path, classes)
     files.write_lines(fs, posixpath.join(out_path, files.ZEROSHOT_TEMPLATES), prompts.templates)
     by_stage = dict(sorted(Counter(r.stage for r in all_rejected).items()))
     files.write_json(fs, posixpath.join(out_path, files.MANIFEST), {
@@ -177,6 +180,7 @@ def _describe_captions(spec: CaptionSpec, defaulted: bool) -> dict:
 def _describe_prompts(prompts: PromptSet) -> dict:
     return {
         "classnames": files.CLASSNAMES,
+        "classes": files.CLASSES,
         "zeroshot_templates": files.ZEROSHOT_TEMPLATES,
         "zeroshot": {
             "prompts": prompts.name,

@@ -81,15 +81,18 @@ def zeroshot_command(data, split, checkpoints, models, pretrained, prompts, batc
         raise VLConvertError("give --checkpoint RUN or --model NAME --pretrained TAG|PATH")
     if pretrained and len(pretrained) != len(models):
         raise VLConvertError("give one --pretrained per --model (or none at all for random init)")
+    if Path(report_dir).exists() and not Path(report_dir).is_dir():
+        raise VLConvertError(f"--report {report_dir}: is a file; it names the folder the report goes into")
+    counts, held_out, taxonomy = zeroshot.build_facts(data)  # checks --data before any model loads
+    names, templates = zeroshot.prompt_texts(data, prompts)
     loaded = [zeroshot.load_run(c) for c in checkpoints]
     loaded += [zeroshot.load_model(m, p) for m, p in zip(models, pretrained or [None] * len(models))]
-    names, templates = zeroshot.prompt_texts(data, prompts)
-    counts, held_out = zeroshot.build_facts(data)
     results, labels = {}, None
-    for model in loaded:
+    for number, model in enumerate(loaded):
         weights = zeroshot.classifier(model, names, templates, Path(report_dir) / ".cache", batch_size)
-        top5, labels, taxonomy = zeroshot.predict(model, weights, data, split, batch_size)
-        results[model.label] = zeroshot.metrics(top5, labels, taxonomy, counts, held_out)
+        top5, labels = zeroshot.predict(model, weights, data, split, batch_size)
+        column = model.label if model.label not in results else f"{model.label} ({number + 1})"
+        results[column] = zeroshot.metrics(top5, labels, taxonomy, counts, held_out)
     chance = zeroshot.chance(labels, len(names))
     report.write(Path(report_dir), results, chance, {"data": data, "split": split, "prompts": prompts}, counts)
     click.echo(report.markdown(results, chance, {"data": data, "split": split, "prompts": prompts}))

@@ -53,3 +53,13 @@ def write_errors(fs, out_path: str, rejected: Iterable[Rejected]) -> int:
             f.write((json.dumps(r.as_json(), ensure_ascii=False) + "\n").encode("utf-8"))
             count += 1
     return count
+
+
+CLASSES = "classes.jsonl"
+
+
+def write_classes(fs, out_path: str, classes) -> None:
+    """One JSON line per class (label, names, taxonomy, extra fields): what evaluation maps predictions through."""
+    lines = [json.dumps({"label": c.label, "name": c.name, "common_name": c.common_name, "taxonomy": c.ranks,
+                         "extra": dict(c.extra)}, ensure_ascii=False, default=str) for c in classes]
+    write_text(fs, posixpath.join(out_path, CLASSES), "".join(line + "\n" for line in lines))

@@ -51,11 +51,8 @@ def read_samples(urls: list[str]) -> Iterator[dict]:
 
 
 class Batches:
-    def __init__(self, urls: list[str], rank: int, world: int, seed: int, batch_size: int, member: str,
-                 preprocess=None, tokenizer=None):
-        if len(urls) < world:
-            raise VLConvertError(f"{len(urls)} shards cannot feed {world} processes; rebuild with a smaller --shard-size")
-        self.urls = urls[rank::world]
+    def __init__(self, urls: list[str], rank: int, seed: int, batch_size: int, member: str, preprocess=None, tokenizer=None):
+        self.urls = urls  # this rank's shards
         self.rank, self.seed, self.batch_size, self.member = rank, seed, batch_size, member
         self.preprocess, self.tokenizer = preprocess, tokenizer
 
@@ -97,3 +94,20 @@ def _image(sample: dict) -> Image.Image:
         raise VLConvertError(f"sample {sample['__key__']} has no image member")
     with Image.open(io.BytesIO(sample[member])) as img:
         return img.convert("RGB")
+
+
+def rank_shards(urls: list[str], rank: int, world: int) -> list[str]:
+    if len(urls) < world:
+        raise VLConvertError(f"{len(urls)} shards cannot feed {world} processes; rebuild with a smaller --shard-size")
+    return urls[rank::world]
+
+
+def shard_hashes(data: str) -> dict[str, str]:
+    """Shard file name → sha256, from the build's manifest (empty when there is none)."""
+    fs, path = filesystem(data, "--data")
+    try:
+        with fs.open(posixpath.join(path, "manifest.json"), "rb") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        return {}
+    return {posixpath.basename(s["name"]): s["sha256"] for split in manifest.get("splits", {}).values() for s in split["shards"]}

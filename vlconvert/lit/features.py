@@ -2,8 +2,10 @@
 
 The image tower is frozen and images are not augmented, so its output for a
 sample never changes; training with the cache runs the text tower alone.
-The cache is keyed by sample key and remembers what produced it, so a cache of
-another model, weights or split is rebuilt rather than misused.
+The cache is one file per shard, keyed by sample key, and remembers what
+produced it (model, weights' content hash, the shard's sha256 from the
+manifest), so a cache of another model, weights or build is rebuilt rather
+than misused.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import torch
 from .data import _image, read_samples
 
 
-def cache_file(run: Path, split: str) -> Path:
-    return run / "image_features" / f"{split}.pt"
+def cache_file(run: Path, split: str, shard: str) -> Path:
+    """One file per shard: each rank builds and loads only the shards it reads."""
+    return run / "image_features" / split / f"{shard}.pt"
 
 
 def build(model, preprocess, urls: list[str], identity: dict, path: Path, batch_size: int, device) -> float:

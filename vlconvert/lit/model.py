@@ -7,6 +7,8 @@ local cache.  ``none`` (random init) must be asked for, and is warned about.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -26,6 +28,13 @@ def register_config(model: str | None, model_config: str | None) -> str:
         path = Path(model_config)
         if not path.is_file():
             raise VLConvertError(f"--model-config {model_config}: no such file")
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise VLConvertError(f"--model-config {model_config}: not a JSON model config ({exc})") from None
+        missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in config]
+        if missing:
+            raise VLConvertError(f"--model-config {model_config}: an open_clip model config needs {', '.join(missing)}")
         open_clip.add_model_config(path)
         return path.stem
     if model in BUILTIN_CONFIGS:
@@ -39,7 +48,10 @@ def register_config(model: str | None, model_config: str | None) -> str:
 
 
 def create(name: str, image_weights: str, text_weights: str | None, unlocked_groups: int, warn=print):
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise VLConvertError(f"open_clip cannot build {name} from its config: {str(exc).splitlines()[0][:200]}") from None
     tokenizer = open_clip.get_tokenizer(name)
     if image_weights == "none":
         warn("warning: --image-weights none: the image tower is randomly initialised and stays locked; "
@@ -63,10 +75,7 @@ def _load_part(model, name: str, spec: str, image: bool) -> None:
         _load_timm(model, spec.split(":", 1)[1])
         return
     else:
-        if not Path(spec).is_file():
-            raise VLConvertError(f"{what} {spec}: no such checkpoint file (or use openclip:TAG, timm:NAME, none)")
-        state = torch.load(spec, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+        state = read_checkpoint(spec, what)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if image:
         part = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")} or state
@@ -82,6 +91,34 @@ def _load_part(model, name: str, spec: str, image: bool) -> None:
     if image and (missing or unexpected):
         raise VLConvertError(f"{what} {spec}: does not fit {name}'s image tower "
                              f"(missing {len(missing)} tensors, e.g. {missing[:2]}; unexpected {len(unexpected)})")
+    if not image and len(missing) == len(target.state_dict()):
+        raise VLConvertError(f"{what} {spec}: holds no tensor of {name}'s text tower")
+
+
+def read_checkpoint(path: str, what: str) -> dict:
+    """A checkpoint's state dict (open_clip's own, lit-train's, or a bare one), or a one-line error."""
+    if not Path(path).is_file():
+        raise VLConvertError(f"{what} {path}: no such checkpoint file (or use openclip:TAG, timm:NAME, none)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises pickle, zip and value errors for a bad file
+        raise VLConvertError(f"{what} {path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise VLConvertError(f"{what} {path}: holds no state dict of tensors")
+    return state
+
+
+def fingerprint(spec: str) -> str:
+    """What identifies weights for a cache: a file's content hash, else the spec itself."""
+    path = Path(spec)
+    if path.is_file():
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return f"sha256:{digest.hexdigest()}"
+    return spec
 
 
 def _cached_openclip(name: str, tag: str, what: str) -> dict:
@@ -143,7 +180,7 @@ def encode_text(model, texts: torch.Tensor) -> torch.Tensor:
     otherwise (or are not plain CLIP) go through open_clip unchanged."""
     if not isinstance(model, open_clip.CLIP) or model.text_pool_type != "argmax" or getattr(model, "attn_mask", None) is None:
         return model.encode_text(texts, normalize=True)
-    length = max(1, int((texts != 0).sum(dim=1).max()))
+    length = int(texts.argmax(dim=1).max()) + 1  # through the last end-of-text token (the largest id)
     texts = texts[:, :length]
     cast = model.transformer.get_cast_dtype()
     x = model.token_embedding(texts).to(cast) + model.positional_embedding[:length].to(cast)

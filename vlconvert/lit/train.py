@@ -25,7 +25,7 @@ from vlconvert.records import VLConvertError
 
 from . import features
 from . import model as lit_model
-from .data import Batches, split_shards
+from .data import Batches, rank_shards, shard_hashes, split_shards
 
 
 @dataclass(frozen=True)
@@ -83,18 +83,18 @@ def train(options: LitOptions, say=print, progress=None) -> dict:
     if steps == 0:
         raise VLConvertError(f"{total} samples make no full batch of {options.batch_size} × {world} processes; lower --batch-size")
     run = Path(options.out)
+    mine = rank_shards(urls, rank, world)
+    optimizer = torch.optim.AdamW(_param_groups(model, options.wd), lr=options.lr)
+    first_epoch = _resume(run, name, options, model, optimizer, say if rank == 0 else (lambda _: None))
     if rank == 0:
         (run / "checkpoints").mkdir(parents=True, exist_ok=True)
-        _write_run_file(run, options, name)
-
-    cached = _image_features(model, preprocess, urls, options, name, run, rank, world, device, say)
-    optimizer = torch.optim.AdamW(_param_groups(model, options.wd), lr=options.lr)
-    first_epoch = _resume(run, model, optimizer, say if rank == 0 else (lambda _: None))
+        _write_run_file(run, options, name)  # only once the run is known to fit this folder
+    cached = _image_features(model, preprocess, mine, options, name, run, device, say if rank == 0 else (lambda _: None))
     step_module = _Step(model, locked=options.unlocked_groups == 0)
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = ClipLoss(gather_with_grad=True, rank=rank, world_size=world)
-    batches = Batches(urls, rank, world, options.seed, options.batch_size, options.caption_member, preprocess, tokenizer)
+    batches = Batches(mine, rank, options.seed, options.batch_size, options.caption_member, preprocess, tokenizer)
     total_steps = steps * options.epochs
     log = (run / "log.jsonl").open("a", encoding="utf-8") if rank == 0 else None
     last = {}
@@ -143,7 +143,10 @@ def with_preset(options: LitOptions, preset: str | None, given: set[str]) -> Lit
         return options
     if preset not in PRESETS:
         raise VLConvertError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    return replace(options, **{k: v for k, v in PRESETS[preset].items() if k not in given})
+    chosen = {k: v for k, v in PRESETS[preset].items() if k not in given}
+    if given & {"unlocked_groups"} and "cache_image_features" not in given:
+        chosen["cache_image_features"] = False  # an unlocked tower changes, so its features cannot be cached
+    return replace(options, **chosen)
 
 
 def _distributed() -> tuple[int, int, torch.device]:
@@ -159,20 +162,32 @@ def _distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def _image_features(model, preprocess, urls, options, name, run, rank, world, device, say):
+def _image_features(model, preprocess, urls, options, name, run, device, say):
+    """This rank's cached features: (key → row, features), building the shards' files that are missing or stale."""
     if not options.cache_image_features:
         return None
     if options.unlocked_groups:
         raise VLConvertError("--cache-image-features needs a fully locked image tower; drop --unlocked-groups")
-    identity = {"model": name, "image_weights": options.image_weights, "split": options.split, "shards": urls,
-                "model_config": Path(options.model_config).read_text() if options.model_config else None}
-    path = features.cache_file(run, options.split)
-    if rank == 0 and features.load(path, identity) is None:
-        seconds = features.build(model, preprocess, urls, identity, path, options.batch_size, device)
-        say(f"cached image features of {options.split} in {seconds:.1f} s: {path}")
-    if world > 1:
-        dist.barrier()
-    return features.load(path, identity)
+    hashes = shard_hashes(options.data)
+    base = {"model": name, "image_weights": lit_model.fingerprint(options.image_weights),
+            "model_config": Path(options.model_config).read_text() if options.model_config else None}
+    index, parts, built, seconds = {}, [], 0, 0.0
+    for url in urls:
+        shard = url.rsplit("/", 1)[-1]
+        identity = {**base, "shard": shard, "shard_sha256": hashes.get(shard)}
+        path = features.cache_file(run, options.split, shard)
+        cached = features.load(path, identity)
+        if cached is None:
+            seconds += features.build(model, preprocess, [url], identity, path, options.batch_size, device)
+            built += 1
+            cached = features.load(path, identity)
+        keys, values = cached
+        offset = sum(len(p) for p in parts)
+        index.update({key: offset + row for key, row in keys.items()})
+        parts.append(values)
+    if built:
+        say(f"cached image features of {built} shards of {options.split} in {seconds:.1f} s: {path.parent}")
+    return index, torch.cat(parts)
 
 
 def _param_groups(model, wd: float) -> list[dict]:
@@ -193,15 +208,28 @@ def _learning_rate(base: float, warmup: int, total: int, step: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress)) * base
 
 
-def _resume(run: Path, model, optimizer, say) -> int:
+def _resume(run: Path, name: str, options: LitOptions, model, optimizer, say) -> int:
     """The first epoch to train: one past the latest checkpoint in RUN, if any."""
     checkpoints = sorted((run / "checkpoints").glob("epoch_*.pt"), key=lambda p: int(re.findall(r"\d+", p.stem)[0]))
     if not checkpoints:
         return 1
-    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=False)
-    model.load_state_dict(state["state_dict"])
-    optimizer.load_state_dict(state["optimizer"])
+    recorded = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+    if recorded.get("model") not in (None, name):
+        raise VLConvertError(f"--out {run}: holds a run of {recorded['model']}, not {name}; choose another --out")
+    started_with = recorded.get("options", {}).get("epochs")
+    if started_with not in (None, options.epochs):
+        raise VLConvertError(f"--out {run}: this run was started with --epochs {started_with} (its learning-rate schedule "
+                             "depends on it); resume with the same --epochs, or start a new run")
+    try:
+        state = torch.load(checkpoints[-1], map_location="cpu", weights_only=False)
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign checkpoint fails in many ways
+        raise VLConvertError(f"{checkpoints[-1]}: cannot resume from it ({type(exc).__name__}); "
+                             "remove it or choose another --out") from None
     say(f"resuming after epoch {state['epoch']} from {checkpoints[-1]}")
+    if state["epoch"] >= options.epochs:
+        say(f"the run already finished its {options.epochs} epochs")
     return state["epoch"] + 1
 
 

@@ -21,6 +21,7 @@ import open_clip
 import torch
 from PIL import Image
 
+from vlconvert import holdout
 from vlconvert.records import VLConvertError
 from vlconvert.storage import filesystem
 
@@ -55,9 +56,9 @@ def load_run(path: str) -> Loaded:
         if not found:
             raise VLConvertError(f"--checkpoint {path}: the run has no checkpoints yet")
         checkpoint = found[-1]
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=str(checkpoint))
-    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16]
-    return Loaded(f"{run.name}/{checkpoint.stem}", model.eval(), preprocess, open_clip.get_tokenizer(name), digest)
+    model, preprocess = _create(name, str(checkpoint), "--checkpoint")
+    return Loaded(f"{run.name}/{checkpoint.stem}", model, preprocess, open_clip.get_tokenizer(name),
+                  lit_model.fingerprint(str(checkpoint)))
 
 
 def load_model(name: str, pretrained: str | None) -> Loaded:
@@ -65,12 +66,21 @@ def load_model(name: str, pretrained: str | None) -> Loaded:
     if pretrained and not Path(pretrained).is_file() and not open_clip.get_pretrained_cfg(name, pretrained):
         raise VLConvertError(f"--pretrained {pretrained}: neither a file nor an open_clip tag of {name}")
     torch.manual_seed(0)  # a random-init model (no --pretrained) is the same one every time
+    if pretrained and Path(pretrained).is_file():
+        lit_model.read_checkpoint(pretrained, "--pretrained")  # a bad file gets a one-line error
+    model, preprocess = _create(name, pretrained, "--pretrained")
+    return Loaded(f"{name}:{pretrained or 'random'}", model, preprocess, open_clip.get_tokenizer(name),
+                  f"{name}:{lit_model.fingerprint(pretrained) if pretrained else 'random'}")
+
+
+def _create(name: str, weights: str | None, what: str):
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
-    except RuntimeError as exc:
-        raise VLConvertError(f"--model {name} --pretrained {pretrained}: {exc}") from None
-    return Loaded(f"{name}:{pretrained or 'random'}", model.eval(), preprocess, open_clip.get_tokenizer(name),
-                  f"{name}:{pretrained}")
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=weights)
+    except Exception as exc:  # noqa: BLE001 - open_clip asserts, raises RuntimeError or unpickling errors on a wrong file
+        raise VLConvertError(f"{what} {weights}: cannot be loaded as {name} ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), preprocess
 
 
 def prompt_texts(data: str, prompts: str) -> tuple[list[str], list[str]]:
@@ -108,23 +118,23 @@ def classifier(loaded: Loaded, names: list[str], templates: list[str], cache_dir
     with torch.no_grad():
         for start in range(0, len(names), max(1, batch_size // len(templates))):
             chunk = names[start:start + max(1, batch_size // len(templates))]
-            texts = loaded.tokenizer([t.format(c=n) for n in chunk for t in templates])
+            texts = loaded.tokenizer([t.format(c=n) for n in chunk for t in templates]).to(_device(loaded))
             features = lit_model.encode_text(loaded.model, texts).view(len(chunk), len(templates), -1).mean(dim=1)
             rows.append(torch.nn.functional.normalize(features, dim=-1))
-    weights = torch.cat(rows)
+    weights = torch.cat(rows).cpu()
     cache_dir.mkdir(parents=True, exist_ok=True)
     torch.save(weights, path)
     return weights
 
 
 def predict(loaded: Loaded, weights: torch.Tensor, data: str, split: str, batch_size: int):
-    """(top-5 predictions, labels, taxonomy per label seen) over the whole split, in shard order."""
+    """(top-5 predictions, labels) over the whole split, in shard order."""
     urls, _ = split_shards(data, split)
-    top5, labels, taxonomy, pending, pending_labels = [], [], {}, [], []
+    top5, labels, pending, pending_labels = [], [], [], []
 
     def flush():
         with torch.no_grad():
-            images = loaded.model.encode_image(torch.stack(pending), normalize=True)
+            images = loaded.model.encode_image(torch.stack(pending).to(_device(loaded)), normalize=True).float().cpu()
             top5.append((images @ weights.T).topk(min(5, weights.shape[0]), dim=1).indices)
         labels.extend(pending_labels)
         pending.clear()
@@ -134,15 +144,16 @@ def predict(loaded: Loaded, weights: torch.Tensor, data: str, split: str, batch_
         member = next(m for m in IMAGE_MEMBERS if m in sample)
         with Image.open(io.BytesIO(sample[member])) as img:
             pending.append(loaded.preprocess(img.convert("RGB")))
-        label = int(sample["cls"])
-        pending_labels.append(label)
-        meta = json.loads(sample["json"])
-        taxonomy.setdefault(label, {**meta.get("taxonomy", {}), "species": meta.get("class_name")})
+        pending_labels.append(int(sample["cls"]))
         if len(pending) == batch_size:
             flush()
     if pending:
         flush()
-    return torch.cat(top5), torch.tensor(labels), taxonomy
+    return torch.cat(top5), torch.tensor(labels)
+
+
+def _device(loaded: Loaded) -> torch.device:
+    return next(loaded.model.parameters()).device
 
 
 def metrics(top5: torch.Tensor, labels: torch.Tensor, taxonomy: dict, train_counts: list[int] | None,
@@ -161,12 +172,12 @@ def _core(top5: torch.Tensor, labels: torch.Tensor, taxonomy: dict, train_counts
     top1 = top5[:, 0]
     correct = top1 == labels
     classes = sorted(set(labels.tolist()))
-    recall = {c: correct[labels == c].float().mean().item() for c in classes}
+    recall = {c: correct[labels == c].double().mean().item() for c in classes}
     result = {
         "samples": len(labels),
         "classes": len(classes),
-        "acc1": correct.float().mean().item(),
-        "acc5": (top5 == labels[:, None]).any(dim=1).float().mean().item(),
+        "acc1": correct.double().mean().item(),
+        "acc5": (top5 == labels[:, None]).any(dim=1).double().mean().item(),
         "mean_per_class_recall": sum(recall.values()) / len(recall),
         "per_rank": {},
         "per_class_acc1": {str(c): v for c, v in recall.items()},
@@ -182,25 +193,44 @@ def _core(top5: torch.Tensor, labels: torch.Tensor, taxonomy: dict, train_counts
 
 
 def _by_frequency(recall: dict, correct, labels, train_counts: list[int]) -> dict:
-    """Accuracy over the classes in the top, middle and bottom third by training-split count."""
-    ordered = sorted(recall, key=lambda c: (-train_counts[c], c))
-    third = max(1, len(ordered) // 3)
-    groups = {"head": ordered[:third], "medium": ordered[third:len(ordered) - third], "tail": ordered[len(ordered) - third:]}
+    """Accuracy over head, medium and tail classes, cut at the thirds of the training-count distribution.
+
+    Classes with no training image (held out) belong to none; classes with equal counts share a group."""
+    trained = sorted(train_counts[c] for c in recall if train_counts[c] > 0)
+    if not trained:
+        return {}
+    low, high = trained[len(trained) // 3], trained[2 * len(trained) // 3]
+    groups = {"head": [], "medium": [], "tail": []}
+    for c in recall:
+        count = train_counts[c]
+        if count > 0:
+            groups["head" if count >= high else "tail" if count < low else "medium"].append(c)
     out = {}
     for name, members in groups.items():
-        mask = torch.isin(labels, torch.tensor(members)) if members else torch.zeros_like(labels, dtype=torch.bool)
-        out[name] = {"classes": len(members), "acc1": correct[mask].float().mean().item() if mask.any() else None,
+        mask = torch.isin(labels, torch.tensor(members, dtype=labels.dtype))
+        out[name] = {"classes": len(members), "acc1": correct[mask].double().mean().item() if mask.any() else None,
                      "train_images_min": min((train_counts[c] for c in members), default=None)}
     return out
 
 
-def build_facts(data: str) -> tuple[list[int] | None, list[int]]:
-    """From the build's manifest: per-class training counts, and the held-out classes."""
+def build_facts(data: str) -> tuple[list[int] | None, list[int], dict[int, dict]]:
+    """From the build: per-class training counts, the held-out classes, and every class's taxonomy."""
     fs, out = filesystem(data, "--data")
-    with fs.open(posixpath.join(out, "manifest.json"), "rb") as f:
-        manifest = json.load(f)
-    counts = manifest.get("splits", {}).get("train", {}).get("class_counts")
-    return counts, (manifest.get("holdout") or {}).get("classes", [])
+    try:
+        with fs.open(posixpath.join(out, "manifest.json"), "rb") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise VLConvertError(f"--data {data}: no manifest.json; give the --out folder of `vlconvert build`") from None
+    training = [s for s in manifest.get("splits", {}) if holdout.is_training_split(s)]
+    counts = manifest["splits"][training[0]].get("class_counts") if training else None
+    taxonomy = {}
+    classes_file = posixpath.join(out, manifest.get("classes") or "classes.jsonl")
+    if fs.exists(classes_file):
+        with fs.open(classes_file, "rb") as f:
+            for line in f.read().decode("utf-8").splitlines():
+                row = json.loads(line)
+                taxonomy[row["label"]] = {**row["taxonomy"], "species": row["name"]}
+    return counts, (manifest.get("holdout") or {}).get("classes", []), taxonomy
 
 
 def chance(labels: torch.Tensor, num_classes: int) -> dict:
