@@ -38,16 +38,16 @@ def prompt_set(choice: str, classes: list[ClassInfo], spec: CaptionSpec, rendere
     if choice == "same_as_training":
         return PromptSet(choice, _training_captions(classes, spec, renderer), ["{c}"], "training captions")
     if choice in BUILTIN_PROMPT_SETS:
-        return PromptSet(choice, names, _templates(builtin_resource(f"zeroshot/{choice}.txt"), choice), "canonical names")
+        return PromptSet(choice, names, parse_templates(builtin_resource(f"zeroshot/{choice}.txt"), choice), "canonical names")
     path = Path(choice)
     if not path.is_file():
         raise VLConvertError(
             f"unknown zero-shot prompt set {choice!r}: give one of {', '.join(BUILTIN_PROMPT_SETS)} or a text file of templates"
         )
-    return PromptSet(str(path), names, _templates(read_utf8(path, "zero-shot prompt file"), str(path)), "canonical names")
+    return PromptSet(str(path), names, parse_templates(read_utf8(path, "zero-shot prompt file"), str(path)), "canonical names")
 
 
-def _templates(text: str, origin: str) -> list[str]:
+def parse_templates(text: str, origin: str) -> list[str]:
     lines = [line.strip() for line in text.splitlines()]
     templates = [line for line in lines if line]
     for number, line in enumerate(lines, start=1):

@@ -62,7 +62,7 @@ class Batches:
             chunk = [next(samples) for _ in range(self.batch_size)]
             keys = [s["__key__"] for s in chunk]
             texts = self.tokenizer([_text(s, self.member) for s in chunk])
-            images = torch.stack([self.preprocess(_image(s)) for s in chunk]) if with_images else None
+            images = torch.stack([self.preprocess(sample_image(s)) for s in chunk]) if with_images else None
             yield keys, images, texts
 
     def _samples(self, epoch: int) -> Iterator[dict]:
@@ -88,7 +88,7 @@ def _text(sample: dict, member: str) -> str:
     return sample[member].decode("utf-8")
 
 
-def _image(sample: dict) -> Image.Image:
+def sample_image(sample: dict) -> Image.Image:
     member = next((m for m in IMAGE_MEMBERS if m in sample), None)
     if member is None:
         raise VLConvertError(f"sample {sample['__key__']} has no image member")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .data import _image, read_samples
+from .data import read_samples, sample_image
 
 
 def cache_file(run: Path, split: str, shard: str) -> Path:
@@ -38,7 +38,7 @@ def build(model, preprocess, urls: list[str], identity: dict, path: Path, batch_
         pending_keys.clear()
 
     for sample in read_samples(urls):
-        pending.append(preprocess(_image(sample)))
+        pending.append(preprocess(sample_image(sample)))
         pending_keys.append(sample["__key__"])
         if len(pending) == batch_size:
             flush()

@@ -9,7 +9,6 @@ add accuracy at every taxonomic rank and by training frequency.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import posixpath
 import re
@@ -19,14 +18,13 @@ from pathlib import Path
 
 import open_clip
 import torch
-from PIL import Image
 
 from vlconvert import holdout
 from vlconvert.records import VLConvertError
 from vlconvert.storage import filesystem
 
 from . import model as lit_model
-from .data import IMAGE_MEMBERS, read_samples, split_shards
+from .data import read_samples, sample_image, split_shards
 
 RANKS = ("species", "genus", "family", "order", "class", "phylum", "kingdom")
 
@@ -100,13 +98,13 @@ def prompt_texts(data: str, prompts: str) -> tuple[list[str], list[str]]:
             raise VLConvertError(f"{data}: --prompts same_as_training needs a build made with --zeroshot-prompts same_as_training")
         return names, templates
     from vlconvert.captions import builtin_resource, read_utf8
-    from vlconvert.prompts import BUILTIN_PROMPT_SETS, _templates
+    from vlconvert.prompts import BUILTIN_PROMPT_SETS, parse_templates
 
     if prompts in BUILTIN_PROMPT_SETS:
-        return names, _templates(builtin_resource(f"zeroshot/{prompts}.txt"), prompts)
+        return names, parse_templates(builtin_resource(f"zeroshot/{prompts}.txt"), prompts)
     if not Path(prompts).is_file():
         raise VLConvertError(f"--prompts {prompts!r}: build, simple, openai_imagenet, same_as_training, or a file of {{c}} templates")
-    return names, _templates(read_utf8(Path(prompts), "prompt file"), prompts)
+    return names, parse_templates(read_utf8(Path(prompts), "prompt file"), prompts)
 
 
 def classifier(loaded: Loaded, names: list[str], templates: list[str], cache_dir: Path, batch_size: int) -> torch.Tensor:
@@ -141,9 +139,7 @@ def predict(loaded: Loaded, weights: torch.Tensor, data: str, split: str, batch_
         pending_labels.clear()
 
     for sample in read_samples(urls):
-        member = next(m for m in IMAGE_MEMBERS if m in sample)
-        with Image.open(io.BytesIO(sample[member])) as img:
-            pending.append(loaded.preprocess(img.convert("RGB")))
+        pending.append(loaded.preprocess(sample_image(sample)))
         pending_labels.append(int(sample["cls"]))
         if len(pending) == batch_size:
             flush()
