@@ -23,7 +23,7 @@ from .execute import ShardResult, ShardWriter, WorkerConfig, init_worker, run_ta
 from .images import ImageOptions
 from .plan import ShardTask, plan_split
 from .prompts import DEFAULT_PROMPT_SET, PromptSet, prompt_set
-from .records import Record, Rejected, VLConvertError, validate_classes
+from .records import Record, Rejected, VLConvertError, take_records, validate_classes
 from .registry import create_adapter
 from .storage import filesystem
 
@@ -220,17 +220,12 @@ def _plan(source, split: str, seed: int, shard_size: int, held: set[int]) -> _Sp
     return _SplitPlan(records, list(source.rejected(split)), plan_split(split, len(records), seed, shard_size), held_out)
 
 
-def _take(records: Sequence[Record], positions) -> list[Record]:
-    take = getattr(records, "take", None)
-    return take(positions) if take else [records[i] for i in positions]
-
-
 def _execute(config: WorkerConfig, plans: dict[str, _SplitPlan], workers: int) -> Iterator[ShardResult]:
     work = ((p.records, t) for p in plans.values() for t in p.tasks)
     if workers == 1:
         writer = ShardWriter(config)
         for records, task in work:
-            yield writer.write(task.split, task.index, _take(records, task.positions))
+            yield writer.write(task.split, task.index, take_records(records, task.positions))
         return
     # spawn, not fork: the parent holds Arrow thread pools that do not survive fork.
     context = multiprocessing.get_context("spawn")
@@ -241,7 +236,7 @@ def _execute(config: WorkerConfig, plans: dict[str, _SplitPlan], workers: int) -
             if len(pending) >= 2 * workers:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 yield from (f.result() for f in finished)
-            pending.add(pool.submit(run_task, task.split, task.index, _take(records, task.positions)))
+            pending.add(pool.submit(run_task, task.split, task.index, take_records(records, task.positions)))
         for future in pending:
             yield future.result()
 

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from .records import ClassInfo, Record, VLConvertError
+from .records import ClassInfo, Record, VLConvertError, take_records
 
 
 def is_training_split(split: str) -> bool:
@@ -64,9 +64,7 @@ class Subset(Sequence):
         return self.take([index])[0]
 
     def take(self, indices) -> list[Record]:
-        wanted = [self._positions[i] for i in indices]
-        take = getattr(self._records, "take", None)
-        return take(wanted) if take else [self._records[i] for i in wanted]
+        return take_records(self._records, [self._positions[i] for i in indices])
 
 
 def exclude(records: Sequence[Record], held: set[int]) -> tuple[Sequence[Record], int]:

@@ -17,7 +17,7 @@ from jinja2 import nodes
 
 from .captions import CaptionError, CaptionRenderer, Template
 from .plan import shuffled_order
-from .records import ClassInfo, Record
+from .records import ClassInfo, Record, take_records
 
 CONTEXT_LENGTH = 77  # CLIP's text context, start and end tokens included
 
@@ -47,9 +47,7 @@ def sample_records(records: Sequence[Record], n: int, seed: int, split: str) -> 
     """``n`` records drawn with the build's shuffle, so the same seed shows the same ones."""
     if not isinstance(records, Sequence):
         records = list(records)
-    positions = shuffled_order(len(records), seed, split)[:n]
-    take = getattr(records, "take", None)
-    return take(positions) if take else [records[i] for i in positions]
+    return take_records(records, shuffled_order(len(records), seed, split)[:n])
 
 
 def lint(template: Template, classes: Sequence[ClassInfo], sample: Sequence[Record]) -> LintReport:

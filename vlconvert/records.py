@@ -130,3 +130,9 @@ def validate_classes(classes: Sequence[ClassInfo], adapter: str) -> None:
                 f"adapter {adapter!r}: class {cls.name!r} has label {cls.label} "
                 f"but is at position {position}; labels must be 0..{len(classes) - 1} in order"
             )
+
+
+def take_records(records: Sequence[Record], positions) -> list[Record]:
+    """The records at ``positions``: in bulk when the sequence offers ``take`` (the iNat table), else one by one."""
+    take = getattr(records, "take", None)
+    return take(positions) if take else [records[i] for i in positions]

@@ -208,9 +208,14 @@ def _learning_rate(base: float, warmup: int, total: int, step: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress)) * base
 
 
+def epoch_checkpoints(run: Path) -> list[Path]:
+    """RUN/checkpoints/epoch_N.pt, oldest first (by N, so epoch_10 follows epoch_9)."""
+    return sorted((run / "checkpoints").glob("epoch_*.pt"), key=lambda p: int(re.findall(r"\d+", p.stem)[0]))
+
+
 def _resume(run: Path, name: str, options: LitOptions, model, optimizer, say) -> int:
     """The first epoch to train: one past the latest checkpoint in RUN, if any."""
-    checkpoints = sorted((run / "checkpoints").glob("epoch_*.pt"), key=lambda p: int(re.findall(r"\d+", p.stem)[0]))
+    checkpoints = epoch_checkpoints(run)
     if not checkpoints:
         return 1
     recorded = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from vlconvert.storage import filesystem
 
 from . import model as lit_model
 from .data import read_samples, sample_image, split_shards
+from .train import epoch_checkpoints
 
 RANKS = ("species", "genus", "family", "order", "class", "phylum", "kingdom")
 
@@ -50,7 +50,7 @@ def load_run(path: str) -> Loaded:
     if target.is_file():
         checkpoint = target
     else:
-        found = sorted((run / "checkpoints").glob("epoch_*.pt"), key=lambda p: int(re.findall(r"\d+", p.stem)[0]))
+        found = epoch_checkpoints(run)
         if not found:
             raise VLConvertError(f"--checkpoint {path}: the run has no checkpoints yet")
         checkpoint = found[-1]
