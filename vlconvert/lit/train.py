@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import open_clip
 import torch
 import torch.distributed as dist
 from open_clip import ClipLoss
@@ -170,7 +171,7 @@ def _image_features(model, preprocess, urls, options, name, run, device, say):
         raise VLConvertError("--cache-image-features needs a fully locked image tower; drop --unlocked-groups")
     hashes = shard_hashes(options.data)
     base = {"model": name, "image_weights": lit_model.fingerprint(options.image_weights),
-            "model_config": Path(options.model_config).read_text() if options.model_config else None}
+            "model_config": open_clip.get_model_config(name)}
     index, parts, built, seconds = {}, [], 0, 0.0
     for url in urls:
         shard = url.rsplit("/", 1)[-1]
@@ -239,12 +240,8 @@ def _resume(run: Path, name: str, options: LitOptions, model, optimizer, say) ->
 
 
 def _write_run_file(run: Path, options: LitOptions, name: str) -> None:
-    config = Path(options.model_config).read_text() if options.model_config else None
-    if config is None and options.model in lit_model.BUILTIN_CONFIGS:
-        from importlib import resources
-
-        config = resources.files("vlconvert.lit").joinpath("configs", lit_model.BUILTIN_CONFIGS[options.model]).read_text()
-    if config is not None:
-        (run / f"{name}.json").write_text(config)  # zero-shot and open_clip can register the model from here
+    # open_clip knows the config of every model it can build (stock, built-in or --model-config);
+    # kept beside the checkpoints, zero-shot and open_clip can register the model from here.
+    (run / f"{name}.json").write_text(json.dumps(open_clip.get_model_config(name), indent=2) + "\n")
     (run / "run.json").write_text(json.dumps({"vlconvert_version": __version__, "model": name, "options": asdict(options)},
                                              indent=2) + "\n")
