@@ -140,7 +140,7 @@ def test_resize_reencodes_to_jpeg_shorter_side(tmp_path):
     never_upscaled = all_samples(tmp_path / "large", "val")[str(doc["images"][1]["id"])]
     with Image.open(io.BytesIO(never_upscaled["jpg"])) as img:
         assert img.size == (64, 48)
-    assert read_json(tmp_path / "small" / "manifest.json")["image"]["resize"] == 32
+    assert read_json(tmp_path / "small" / "manifest.json")["image"]["size"] == 32
 
 
 def test_caption_failures_for_one_record_are_rejected_not_fatal(root, tmp_path):

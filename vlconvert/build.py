@@ -86,7 +86,10 @@ def build(
     zeroshot_prompts: str = DEFAULT_PROMPT_SET,
     holdout_classes: str | float | None = None,
     resize: int | None = None,
+    resize_mode: str = "shorter",
+    image_format: str = "auto",
     quality: int = 95,
+    upscale: bool = False,
     shard_size: int = DEFAULT_SHARD_SIZE,
     shard_max_bytes: int = DEFAULT_SHARD_MAX_BYTES,
     workers: int = 1,
@@ -104,6 +107,10 @@ def build(
     splits = [splits] if isinstance(splits, str) else splits
     templates = [templates] if isinstance(templates, str) else templates
     _check_numbers(resize=resize, quality=quality, shard_size=shard_size, shard_max_bytes=shard_max_bytes, workers=workers)
+    try:
+        image = ImageOptions(resize, resize_mode, image_format, quality, upscale)
+    except ValueError as exc:
+        raise VLConvertError(str(exc)) from None
     source = create_adapter(adapter, root, dict(adapter_options or {}))
     classes = list(source.classes())
     validate_classes(classes, adapter)
@@ -123,7 +130,7 @@ def build(
     _prepare_out(fs, out, out_path, overwrite)
     for s in split_names:
         fs.makedirs(posixpath.join(out_path, s), exist_ok=True)
-    config = WorkerConfig(classes, spec, ImageOptions(resize, quality), out, shard_size, shard_max_bytes)
+    config = WorkerConfig(classes, spec, image, out, shard_size, shard_max_bytes)
     total = sum(len(p.records) for p in plans.values())
     results: dict[str, list[ShardResult]] = {s: [] for s in split_names}
     done = 0

@@ -22,6 +22,7 @@ from .cli_captions import captions_group
 from .cli_lit import lit_train_command, zeroshot_command
 from .cli_progress import ProgressBar
 from .export import export_clip_benchmark
+from .images import OUTPUT_FORMATS, RESIZE_MODES
 from .prompts import DEFAULT_PROMPT_SET
 from .records import VLConvertError
 from .registry import available_adapters, describe
@@ -109,8 +110,15 @@ def cli() -> None:
               help="Keep these classes out of the training splits (a seeded fraction, or a file of class names) "
                    "but in the evaluation splits, for zero-shot transfer to unseen species.")
 @click.option("--resize", type=click.IntRange(min=1), metavar="N",
-              help="Re-encode as JPEG with the shorter side N (never upscaled). Default: original bytes pass through.")
-@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality when re-encoding.")
+              help="Resize so the side chosen by --resize-mode is N pixels (never enlarged without --upscale). "
+                   "Default: original bytes pass through.")
+@click.option("--resize-mode", type=click.Choice(RESIZE_MODES), default="shorter", show_default=True,
+              help="shorter: shorter side N; longer: longer side N; center_crop: shorter side N, then the centre NxN; "
+                   "none: keep the size.")
+@click.option("--format", "image_format", type=click.Choice(OUTPUT_FORMATS), default="auto", show_default=True,
+              help="auto: original bytes when nothing changes, else JPEG; jpg or webp: always that format.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality when re-encoding.")
+@click.option("--upscale", is_flag=True, help="Enlarge images smaller than --resize (default: keep them as they are).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True, help="Most samples per shard.")
 @click.option("--shard-max-bytes", type=ByteSize(), default="1GiB", show_default=True, help="Most bytes per shard, e.g. 500MB.")
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Processes writing shards in parallel.")
@@ -120,7 +128,7 @@ def cli() -> None:
 @click.option("--option", "adapter_options", multiple=True, metavar="KEY=VALUE", callback=_key_value,
               help="An option passed to the adapter; repeat for several.")
 def build_command(adapter, root, out, splits, templates, template_mix, all_templates, zeroshot_prompts, holdout_classes, resize,
-                  quality, shard_size, shard_max_bytes, workers, seed, overwrite, adapter_options):
+                  resize_mode, image_format, quality, upscale, shard_size, shard_max_bytes, workers, seed, overwrite, adapter_options):
     """Convert a dataset into webdataset tar shards with captions.
 
     \b
@@ -137,7 +145,8 @@ def build_command(adapter, root, out, splits, templates, template_mix, all_templ
     with ProgressBar("writing shards") as progress:
         summary = build(
             adapter, root, out, splits=splits, templates=templates, template_mix=template_mix, all_templates=all_templates,
-            zeroshot_prompts=zeroshot_prompts, holdout_classes=holdout_classes, resize=resize, quality=quality,
+            zeroshot_prompts=zeroshot_prompts, holdout_classes=holdout_classes, resize=resize, resize_mode=resize_mode,
+            image_format=image_format, quality=quality, upscale=upscale,
             shard_size=shard_size, shard_max_bytes=shard_max_bytes, workers=workers, seed=seed,
             overwrite=overwrite, adapter_options=adapter_options, progress=progress,
         )

@@ -22,14 +22,37 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 _PASSTHROUGH_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
 
+RESIZE_MODES = ("shorter", "longer", "center_crop", "none")
+OUTPUT_FORMATS = ("auto", "jpg", "webp")
+
+
 @dataclass(frozen=True)
 class ImageOptions:
-    resize: int | None = None  # shorter side in pixels; None passes bytes through
+    """How images are prepared.
+
+    ``size`` with ``mode``: ``shorter`` scales the shorter side to ``size``,
+    ``longer`` the longer side, ``center_crop`` scales the shorter side then cuts
+    the centre ``size``×``size`` square, ``none`` (or no size) keeps the size.
+    ``format`` ``auto`` keeps the original bytes when nothing changes and writes
+    JPEG otherwise; ``jpg``/``webp`` always yield that format.  Images are never
+    enlarged unless ``upscale``.
+    """
+
+    size: int | None = None
+    mode: str = "shorter"
+    format: str = "auto"
     quality: int = 95
+    upscale: bool = False
+
+    def __post_init__(self):
+        if self.mode not in RESIZE_MODES:
+            raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {self.mode!r}")
+        if self.format not in OUTPUT_FORMATS:
+            raise ValueError(f"image format must be one of {', '.join(OUTPUT_FORMATS)}, got {self.format!r}")
 
     def describe(self) -> dict:
-        mode = "passthrough" if self.resize is None else "resize_shorter_side"
-        return {"mode": mode, "resize": self.resize, "format": "source" if self.resize is None else "jpg", "quality": self.quality}
+        return {"size": self.size, "resize_mode": self.mode if self.size else "none", "format": self.format,
+                "quality": self.quality, "upscale": self.upscale}
 
 
 @dataclass(frozen=True)
@@ -72,7 +95,7 @@ def prepare(data: bytes, options: ImageOptions, crop=None) -> PreparedImage:
             if crop is not None:
                 img.load()
                 return _reencode(img.crop(_crop_box(crop, img.size)), options)
-            if options.resize is None and img.format in _PASSTHROUGH_FORMATS:
+            if options.size is None and img.format in _PASSTHROUGH_FORMATS:
                 prepared = PreparedImage(data, _PASSTHROUGH_FORMATS[img.format], img.width, img.height)
                 _check_decodes(img)
                 return prepared
@@ -106,15 +129,15 @@ def _check_decodes(img: Image.Image) -> None:
 
 
 def _reencode(img: Image.Image, options: ImageOptions) -> PreparedImage:
-    if options.resize is not None:
+    if options.size is not None:
         # Ask the JPEG decoder for a DCT-scaled image no smaller than needed:
         # decoding at 1/2, 1/4 or 1/8 size is several times faster.
-        scale = options.resize / min(img.size)
+        scale = options.size / min(img.size)
         if scale < 1 and img.format == "JPEG":
             img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
     img = _to_rgb(ImageOps.exif_transpose(img))
-    if options.resize is not None and min(img.size) > options.resize:
-        scale = options.resize / min(img.size)
+    if options.size is not None and min(img.size) > options.size:
+        scale = options.size / min(img.size)
         size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
         img = img.resize(size, Image.Resampling.LANCZOS)
     out = io.BytesIO()
