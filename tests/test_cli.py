@@ -36,7 +36,7 @@ def test_build_options_reach_the_manifest(tmp_path):
     assert list(manifest["splits"]) == ["val"]
     assert [t["member"] for t in manifest["templates"]] == ["txt", "common.txt"]
     assert (manifest["seed"], manifest["shard_size"], manifest["shard_max_bytes"]) == (7, 5, 2_000_000)
-    assert manifest["image"]["resize"] == 40 and len(manifest["splits"]["val"]["shards"]) == 3
+    assert manifest["image"]["size"] == 40 and len(manifest["splits"]["val"]["shards"]) == 3
 
 
 def test_rejected_records_are_reported(tmp_path):

@@ -11,13 +11,15 @@ Adapters work on their own too::
 
 __version__ = "0.1.0"
 
-from .build import BuildSummary, SplitSummary, build  # noqa: E402
+from .build import BuildSummary, PlanSummary, Progress, SplitSummary, build  # noqa: E402
 from .records import Adapter, ClassInfo, Record, Rejected, VLConvertError  # noqa: E402
 from .registry import available_adapters, create_adapter  # noqa: E402
 
 __all__ = [
     "Adapter",
     "BuildSummary",
+    "PlanSummary",
+    "Progress",
     "ClassInfo",
     "Record",
     "Rejected",

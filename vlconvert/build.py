@@ -7,20 +7,21 @@ both counts per split and the build fails loudly if they do not add up.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import posixpath
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import __version__, holdout
+from . import __version__, checkpoints, holdout, output
 from . import manifest as files
 from .captions import CaptionRenderer, CaptionSpec, caption_spec
-from .execute import ShardResult, ShardWriter, WorkerConfig, init_worker, run_task
+from .checkpoints import ShardResult
+from .execute import WorkerConfig
+from .executors import EXECUTORS, run_tasks
 from .images import ImageOptions
+from .output import SplitSummary
 from .plan import ShardTask, plan_split
 from .prompts import DEFAULT_PROMPT_SET, PromptSet, prompt_set
 from .records import Record, Rejected, VLConvertError, take_records, validate_classes
@@ -32,22 +33,13 @@ DEFAULT_SHARD_MAX_BYTES = 1 << 30
 
 
 @dataclass
-class SplitSummary:
-    read: int
-    written: int
-    errored: int
-    shards: list[dict]
-    class_counts: list[int]
-    held_out: int = 0
-
-
-@dataclass
 class BuildSummary:
     out: str
     splits: dict[str, SplitSummary]
     seconds: float
     errors_by_stage: dict[str, int] = field(default_factory=dict)
     duplicate_classnames: int = 0  # lines of classnames.txt that repeat another (zero-shot cannot tell them apart)
+    resumed_tasks: int = 0  # shard tasks an interrupted run of the same build had already finished
 
     @property
     def written(self) -> int:
@@ -64,6 +56,33 @@ class BuildSummary:
     @property
     def images_per_second(self) -> float:
         return self.written / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class PlannedSplit:
+    records: int  # records that will be converted
+    rejected: int  # rows the adapter already rejected
+    held_out: int  # records of held-out classes, kept out on purpose
+    tasks: int  # shard tasks; a task writes one shard, or more if the byte bound is crossed
+
+
+@dataclass
+class PlanSummary:
+    """What ``build(dry_run=True)`` reports: the plan, without an image read or a file written."""
+
+    out: str
+    classes: int
+    splits: dict[str, PlannedSplit]
+    shard_size: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int  # records finished (written or rejected), including those of resumed tasks
+    total: int
+    errors: int
+    resumed: int  # records finished by an earlier, interrupted run
 
 
 @dataclass
@@ -92,21 +111,32 @@ def build(
     upscale: bool = False,
     shard_size: int = DEFAULT_SHARD_SIZE,
     shard_max_bytes: int = DEFAULT_SHARD_MAX_BYTES,
-    workers: int = 1,
+    workers: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    resume: bool = True,
+    dry_run: bool = False,
     adapter_options: Mapping[str, Any] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> BuildSummary:
+    progress: Callable[[Progress], None] | None = None,
+) -> BuildSummary | PlanSummary:
     """Convert one dataset into captioned webdataset shards under ``out``.
 
-    ``progress(done, total)`` is called as records are finished.
+    ``workers`` processes write shards (default 1 locally; with ``executor="ray"``
+    every CPU of the cluster).  Rerunning an interrupted build with the same
+    inputs and options finishes it, redoing only unfinished shards, unless
+    ``resume=False``.  ``dry_run=True`` reads the metadata, plans the shards and
+    returns a :class:`PlanSummary` without reading an image or writing a file.
+    ``progress(Progress)`` is called as shard tasks finish.
     Raises :class:`VLConvertError` for problems with the input or options.
     """
     started = time.perf_counter()
     splits = [splits] if isinstance(splits, str) else splits
     templates = [templates] if isinstance(templates, str) else templates
     _check_numbers(resize=resize, quality=quality, shard_size=shard_size, shard_max_bytes=shard_max_bytes, workers=workers)
+    if executor not in EXECUTORS:
+        raise VLConvertError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     try:
         image = ImageOptions(resize, resize_mode, image_format, quality, upscale)
     except ValueError as exc:
@@ -125,24 +155,53 @@ def build(
     plans = {s: _plan(source, s, seed, shard_size, set(held) if holdout.is_training_split(s) else set()) for s in split_names}
     first = next((p.records[0] for p in plans.values() if len(p.records)), None)
     renderer.check_classes(first.metadata if first else None)
+    if dry_run:
+        planned = {s: PlannedSplit(len(p.records), len(p.rejected), p.held_out, len(p.tasks)) for s, p in plans.items()}
+        return PlanSummary(out, len(classes), planned, shard_size, time.perf_counter() - started)
 
+    described = {
+        "adapter": {"name": adapter, "root": root, "options": dict(adapter_options or {})},
+        "seed": seed,
+        "shard_size": shard_size,
+        "shard_max_bytes": shard_max_bytes,
+        "image": image.describe(),
+        **_describe_captions(spec, defaulted=not templates and not template_mix),
+        "num_classes": len(classes),
+        **_describe_prompts(prompts),
+    }
+    key = output.resume_key({
+        **described, "vlconvert_version": __version__, "splits": split_names, "holdout": held,
+        "classes": hashlib.sha256("\n".join(c.name for c in classes).encode()).hexdigest(),
+        "records": {s: [len(p.records), len(p.rejected), p.held_out] for s, p in plans.items()},
+    })
     fs, out_path = filesystem(out, "--out")
-    _prepare_out(fs, out, out_path, overwrite)
+    done = output.prepare(fs, out, out_path, split_names, key, overwrite, resume)
     for s in split_names:
         fs.makedirs(posixpath.join(out_path, s), exist_ok=True)
     config = WorkerConfig(classes, spec, image, out, shard_size, shard_max_bytes)
-    total = sum(len(p.records) for p in plans.values())
     results: dict[str, list[ShardResult]] = {s: [] for s in split_names}
-    done = 0
-    if progress:
-        progress(done, total)
-    for result in _execute(config, plans, workers):
+    for result in done.values():
         results[result.split].append(result)
-        done += sum(i.samples for i in result.shards) + len(result.rejected)
+    resumed = sum(r.records for r in done.values())
+    total = sum(len(p.records) for p in plans.values())
+    finished, errors = resumed, sum(len(r.rejected) for r in done.values())
+    if progress:
+        progress(Progress(finished, total, errors, resumed))
+    work = (
+        (t.split, t.index, take_records(p.records, t.positions))
+        for p in plans.values() for t in p.tasks if (t.split, t.index) not in done
+    )
+    for result in run_tasks(config, work, executor, workers, ray_address):
+        results[result.split].append(result)
+        finished += result.records
+        errors += len(result.rejected)
         if progress:
-            progress(done, total)
+            progress(Progress(finished, total, errors, resumed))
 
-    summaries = {s: _finish_split(fs, out_path, s, plans[s], results[s], len(classes)) for s in split_names}
+    summaries = {
+        s: output.finish_split(fs, out_path, s, results[s], len(classes), len(plans[s].records), len(plans[s].rejected), plans[s].held_out)
+        for s in split_names
+    }
     all_rejected = [
         r for s in split_names
         for r in [*plans[s].rejected, *(r for res in sorted(results[s], key=lambda x: x.index) for r in res.rejected)]
@@ -156,20 +215,14 @@ def build(
         "format_version": files.FORMAT_VERSION,
         "vlconvert_version": __version__,
         "status": "complete",
-        "adapter": {"name": adapter, "root": root, "options": dict(adapter_options or {})},
-        "seed": seed,
-        "shard_size": shard_size,
-        "shard_max_bytes": shard_max_bytes,
-        "image": config.image.describe(),
-        **_describe_captions(spec, defaulted=not templates and not template_mix),
-        "num_classes": len(classes),
-        **_describe_prompts(prompts),
+        **described,
         "errors": {"file": files.ERRORS, "count": len(all_rejected), "by_stage": by_stage},
         "holdout": {"spec": holdout_classes, "classes": held, "names": [classes[label].name for label in held],
                     "kept_out_of": [s for s in split_names if holdout.is_training_split(s)]} if held else None,
         "splits": {s: vars(summary) for s, summary in summaries.items()},
     })
-    return BuildSummary(out, summaries, time.perf_counter() - started, by_stage, prompts.duplicates)
+    checkpoints.clear_ledger(fs, out_path)
+    return BuildSummary(out, summaries, time.perf_counter() - started, by_stage, prompts.duplicates, len(done))
 
 
 def _describe_captions(spec: CaptionSpec, defaulted: bool) -> dict:
@@ -225,65 +278,3 @@ def _plan(source, split: str, seed: int, shard_size: int, held: set[int]) -> _Sp
     if held:
         records, held_out = holdout.exclude(records, held)
     return _SplitPlan(records, list(source.rejected(split)), plan_split(split, len(records), seed, shard_size), held_out)
-
-
-def _execute(config: WorkerConfig, plans: dict[str, _SplitPlan], workers: int) -> Iterator[ShardResult]:
-    work = ((p.records, t) for p in plans.values() for t in p.tasks)
-    if workers == 1:
-        writer = ShardWriter(config)
-        for records, task in work:
-            yield writer.write(task.split, task.index, take_records(records, task.positions))
-        return
-    # spawn, not fork: the parent holds Arrow thread pools that do not survive fork.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=(config,)) as pool:
-        pending = set()
-        for records, task in work:
-            # A bounded window keeps only a few tasks' records in flight at a time.
-            if len(pending) >= 2 * workers:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                yield from (f.result() for f in finished)
-            pending.add(pool.submit(run_task, task.split, task.index, take_records(records, task.positions)))
-        for future in pending:
-            yield future.result()
-
-
-def _finish_split(fs, out_path: str, split: str, plan: _SplitPlan, results: list[ShardResult], num_classes: int) -> SplitSummary:
-    """Give the split's shards their final, consecutive names; account for every record."""
-    split_dir = posixpath.join(out_path, split)
-    shards, counts = [], Counter()
-    for result in sorted(results, key=lambda r: r.index):
-        counts.update(result.class_counts)
-        for info in result.shards:
-            name = files.shard_name(split, len(shards))
-            fs.mv(info.path, posixpath.join(split_dir, name))
-            shards.append({"name": f"{split}/{name}", "samples": info.samples, "bytes": info.bytes, "sha256": info.sha256})
-    files.write_sizes(fs, split_dir, shards)
-    written = sum(s["samples"] for s in shards)
-    errored = len(plan.rejected) + sum(len(r.rejected) for r in results)
-    read = len(plan.records) + len(plan.rejected) + plan.held_out
-    if written + errored + plan.held_out != read:
-        raise RuntimeError(f"split {split}: {read} records read but {written} written + {errored} rejected + {plan.held_out} held out")
-    return SplitSummary(read, written, errored, shards, [counts.get(label, 0) for label in range(num_classes)], plan.held_out)
-
-
-def _prepare_out(fs, out: str, out_path: str, overwrite: bool) -> None:
-    try:
-        existing = fs.ls(out_path, detail=False) if fs.isdir(out_path) else []
-    except FileNotFoundError:
-        existing = []
-    if fs.isfile(out_path):
-        raise VLConvertError(f"{out}: is a file; --out names the folder the shards go into")
-    if existing:
-        if not overwrite:
-            raise VLConvertError(f"{out}: folder is not empty; pass --overwrite to replace an earlier vlconvert build there")
-        if not fs.exists(posixpath.join(out_path, files.MANIFEST)):
-            raise VLConvertError(f"{out}: not empty and holds no {files.MANIFEST}, so it is not a vlconvert build; refusing to delete it")
-        fs.rm(out_path, recursive=True)
-    try:
-        fs.makedirs(out_path, exist_ok=True)
-    except OSError as exc:
-        raise VLConvertError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from exc
-    # Claims the folder at once, so an interrupted build can still be replaced with --overwrite.
-    files.write_json(fs, posixpath.join(out_path, files.MANIFEST),
-                     {"format_version": files.FORMAT_VERSION, "vlconvert_version": __version__, "status": "in_progress"})

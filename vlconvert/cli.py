@@ -17,10 +17,11 @@ import sys
 import click
 
 from . import __version__
-from .build import DEFAULT_SHARD_SIZE, BuildSummary, build
+from .build import DEFAULT_SHARD_SIZE, BuildSummary, PlanSummary, build
 from .cli_captions import captions_group
 from .cli_lit import lit_train_command, zeroshot_command
-from .cli_progress import ProgressBar
+from .cli_progress import ProgressLine
+from .executors import EXECUTORS
 from .export import export_clip_benchmark
 from .images import OUTPUT_FORMATS, RESIZE_MODES
 from .prompts import DEFAULT_PROMPT_SET
@@ -121,14 +122,21 @@ def cli() -> None:
 @click.option("--upscale", is_flag=True, help="Enlarge images smaller than --resize (default: keep them as they are).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True, help="Most samples per shard.")
 @click.option("--shard-max-bytes", type=ByteSize(), default="1GiB", show_default=True, help="Most bytes per shard, e.g. 500MB.")
-@click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Processes writing shards in parallel.")
+@click.option("--workers", "-w", type=click.IntRange(min=1),
+              help="Processes writing shards in parallel. Default: 1 locally, every CPU of the cluster with --executor ray.")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="Where shard tasks run: local processes, or a Ray cluster (pip install 'vlconvert[ray]').")
+@click.option("--ray-address", metavar="ADDRESS",
+              help="The Ray cluster to join, e.g. 10.0.0.1:6379 or auto. Default: RAY_ADDRESS, else a new local instance.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the global shuffle; same inputs and seed give identical shards.")
-@click.option("--overwrite", is_flag=True, help="Replace an earlier vlconvert build in OUT.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier vlconvert build in OUT. (An unfinished build of the same command is resumed instead.)")
+@click.option("--no-resume", is_flag=True, help="With --overwrite, start an unfinished build of the same command over.")
+@click.option("--dry-run", is_flag=True, help="Read the metadata and plan the shards; print what would be built, touch no image or file.")
 @click.option("--option", "adapter_options", multiple=True, metavar="KEY=VALUE", callback=_key_value,
               help="An option passed to the adapter; repeat for several.")
-def build_command(adapter, root, out, splits, templates, template_mix, all_templates, zeroshot_prompts, holdout_classes, resize,
-                  resize_mode, image_format, quality, upscale, shard_size, shard_max_bytes, workers, seed, overwrite, adapter_options):
+def build_command(adapter, root, out, no_resume, **options):
     """Convert a dataset into webdataset tar shards with captions.
 
     \b
@@ -142,22 +150,29 @@ def build_command(adapter, root, out, splits, templates, template_mix, all_templ
           --split train --split val --resize 256 --workers 8
     """
     click.echo(f"reading {adapter} dataset at {root}", err=True)
-    with ProgressBar("writing shards") as progress:
-        summary = build(
-            adapter, root, out, splits=splits, templates=templates, template_mix=template_mix, all_templates=all_templates,
-            zeroshot_prompts=zeroshot_prompts, holdout_classes=holdout_classes, resize=resize, resize_mode=resize_mode,
-            image_format=image_format, quality=quality, upscale=upscale,
-            shard_size=shard_size, shard_max_bytes=shard_max_bytes, workers=workers, seed=seed,
-            overwrite=overwrite, adapter_options=adapter_options, progress=progress,
-        )
+    with ProgressLine("writing shards") as progress:
+        summary = build(adapter, root, out, resume=not no_resume, progress=progress, **options)
+    if isinstance(summary, PlanSummary):
+        _print_plan(summary)
+        return
     _print_summary(summary)
     if summary.duplicate_classnames:
         click.echo(f"warning: classnames.txt repeats {summary.duplicate_classnames} names (compared as CLIP's tokenizer sees them); "
                    "zero-shot evaluation cannot tell those classes apart", err=True)
 
 
+def _print_plan(plan: PlanSummary) -> None:
+    click.echo(f"dry run: nothing read or written; {plan.classes} classes; planned in {plan.seconds:.1f} s")
+    click.echo(f"{'split':12} {'records':>10} {'rejected':>9} {'held out':>9} {'shards':>8}")
+    for name, s in plan.splits.items():
+        click.echo(f"{name:12} {s.records:>10,} {s.rejected:>9,} {s.held_out:>9,} {s.tasks:>8,}")
+    click.echo(f"shards hold at most {plan.shard_size} samples; more are cut where --shard-max-bytes is reached")
+
+
 def _print_summary(summary: BuildSummary) -> None:
     per_split = ", ".join(f"{name}: {s.written} in {len(s.shards)} shard{'s' * (len(s.shards) != 1)}" for name, s in summary.splits.items())
+    if summary.resumed_tasks:
+        click.echo(f"resumed an interrupted build: {summary.resumed_tasks} shard tasks were already done")
     click.echo(f"wrote {summary.written} samples in {summary.shards} shard{'s' * (summary.shards != 1)} to {summary.out} ({per_split})")
     if summary.errored:
         stages = ", ".join(f"{stage}: {n}" for stage, n in summary.errors_by_stage.items())

@@ -1,13 +1,73 @@
-"""A progress bar on stderr that appears once the total is known (after planning or setup)."""
+"""A one-line progress display on stderr: done/total, images/s, ETA and errors.
+
+It draws only when stderr is a terminal; piped into a log file or a cluster
+job's output it stays silent, and the build's summary says what happened.
+Records finished by an earlier, interrupted run are counted as done but not
+in the rate, so a resumed build's ETA is not flattered by them.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
+from .build import Progress
+
+_MIN_INTERVAL = 0.2  # seconds between redraws
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def render(progress: Progress, elapsed: float, label: str) -> str:
+    fresh = progress.done - progress.resumed
+    rate = fresh / elapsed if elapsed > 0 else 0.0
+    percent = 100 * progress.done / progress.total if progress.total else 100.0
+    remaining = progress.total - progress.done
+    eta = _clock(remaining / rate) if rate > 0 else "--:--:--"
+    line = f"{label} {percent:5.1f}% {progress.done:,}/{progress.total:,} · {rate:,.1f} img/s · ETA {eta} · {progress.errors:,} errors"
+    if progress.resumed:
+        line += f" · {progress.resumed:,} resumed"
+    return line
+
+
+class ProgressLine:
+    def __init__(self, label: str, stream=None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self._started = time.perf_counter()
+        self._last_draw = 0.0
+        self._width = 0
+
+    def __call__(self, progress: Progress) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self._last_draw < _MIN_INTERVAL and progress.done < progress.total:
+            return
+        self._last_draw = now
+        line = render(progress, now - self._started, self.label)
+        self.stream.write("\r" + line.ljust(self._width))
+        self.stream.flush()
+        self._width = len(line)
+
+    def __enter__(self) -> ProgressLine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+
 
 class ProgressBar:
+    """click's bar, for steps (lit-train): it appears once the total is known."""
+
     def __init__(self, label: str):
         self.label = label
         self._bar = None

@@ -8,15 +8,14 @@ the same code in this process and in a pool worker.
 from __future__ import annotations
 
 import json
-import posixpath
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .captions import CaptionError, CaptionRenderer, CaptionSpec
+from .checkpoints import ShardResult, commit, part_path
 from .images import ImageError, ImageOptions, prepare, read_bytes
 from .records import ClassInfo, Record, Rejected
-from .shards import ShardInfo, ShardSink, TarShard
+from .shards import ShardSink, TarShard
 from .storage import filesystem
 
 
@@ -30,19 +29,6 @@ class WorkerConfig:
     max_bytes: int
 
 
-@dataclass
-class ShardResult:
-    split: str
-    index: int
-    shards: list[ShardInfo]
-    rejected: list[Rejected] = field(default_factory=list)
-    class_counts: Counter = field(default_factory=Counter)
-
-
-def temp_shard_path(out_path: str, split: str, index: int, part: int) -> str:
-    return posixpath.join(out_path, split, f"_tmp-{index:06d}-{part:03d}.tar")
-
-
 class ShardWriter:
     def __init__(self, config: WorkerConfig):
         self.config = config
@@ -50,8 +36,10 @@ class ShardWriter:
         self.captions = CaptionRenderer(config.captions.templates, config.classes)
 
     def write(self, split: str, index: int, records: Sequence[Record]) -> ShardResult:
+        """Write one task's shard (parts, if the byte bound is crossed) and commit it."""
+
         def open_part(part: int) -> TarShard:
-            path = temp_shard_path(self.out_path, split, index, part)
+            path = part_path(self.fs, self.out_path, split, index, part)
             return TarShard(self.fs.open(path, "wb"), path)
 
         sink = ShardSink(open_part, self.config.max_samples, self.config.max_bytes)
@@ -66,7 +54,7 @@ class ShardWriter:
             sink.write(record.key, members)
             result.class_counts[record.label] += 1
         result.shards = sink.close()
-        return result
+        return commit(self.fs, self.out_path, result)
 
     def _members(self, record: Record) -> list[tuple[str, bytes]]:
         spec = self.config.captions

@@ -1,0 +1,263 @@
+"""Images/s and resize quality of vlconvert against img2dataset on the same local JPEGs.
+
+Set up its virtual environment (img2dataset pins albumentations 1.x; the others
+are for the corpus and for benchmarks/jpeg_reduced_decode.py):
+
+    python3 -m venv /tmp/venv-bench
+    NO_ALBUMENTATIONS_UPDATE=1 /tmp/venv-bench/bin/pip install img2dataset scikit-image scikit-learn \
+        opencv-python-headless -e /work/main
+
+Run from the repository root:
+
+    /tmp/venv-bench/bin/python benchmarks/img2dataset_comparison.py [--images 2000] [--repeat 2] [--json FILE]
+
+The corpus (``--corpus``, default /tmp/vlconvert-bench-corpus-N) is made once
+and reused: half about 500x375, half about 800x600 (a quarter of them
+portrait), random crops with flips and scale jitter of the colour photos
+scikit-image and scikit-learn ship (crops smaller than the output are
+enlarged with Lanczos), JPEG quality 90, from a fixed seed.  It is laid out as
+``ROOT/<class>/<name>.jpg`` (20 classes), which vlconvert's imagefolder
+adapter reads as one train split; img2dataset reads the same files from a list
+of ``file://`` URLs.
+
+Both tools write webdataset shards of 1,000 samples with 2 processes, resize so
+the shorter side is 256 (never enlarging) and encode JPEG quality 95.
+img2dataset runs with its defaults otherwise (``keep_ratio`` = shorter side to
+``image_size``, INTER_AREA downscaling, sha256 and EXIF extraction per image).
+Each run is a fresh subprocess, timed wall clock from start to exit, imports
+included.  PSNR compares every written image with the original decoded in
+full by Pillow and resized with Lanczos to the same size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CLASSES = 20
+SEED = 20240601
+CORPUS_VERSION = 1  # bump when the generator changes so an old corpus is not reused
+
+
+# ---------------------------------------------------------------- corpus
+
+def _sources() -> list[np.ndarray]:
+    """Colour photos bundled with scikit-image and scikit-learn (no download)."""
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(),
+              data.immunohistochemistry(), data.retina()]
+    left, right, _ = data.stereo_motorcycle()
+    photos += [left, right, *load_sample_images().images]
+    return [np.ascontiguousarray(p[..., :3]) for p in photos]
+
+
+_SOURCES: list[Image.Image] = []
+
+
+def _init_sources() -> None:
+    _SOURCES[:] = [Image.fromarray(p) for p in _sources()]
+
+
+def _make_image(job: tuple[int, int, str]) -> None:
+    index, seed, path = job
+    rng = np.random.default_rng([seed, index])
+    width, height = (500, 375) if index % 2 == 0 else (800, 600)
+    width, height = round(width * rng.uniform(0.95, 1.05)), round(height * rng.uniform(0.95, 1.05))
+    if rng.random() < 0.25:
+        width, height = height, width
+    source = _SOURCES[int(rng.integers(len(_SOURCES)))]
+    # The crop covers `scale` source pixels per output pixel: below 1 it is enlarged
+    # (the source is smaller than the output), above 1 reduced; jitter ±30 %.
+    fits = min(source.width / width, source.height / height)
+    scale = rng.uniform(0.7, 1.0) * min(fits, 1.5)
+    crop_w, crop_h = min(source.width, round(width * scale)), min(source.height, round(height * scale))
+    left = int(rng.integers(source.width - crop_w + 1))
+    top = int(rng.integers(source.height - crop_h + 1))
+    img = source.crop((left, top, left + crop_w, top + crop_h)).resize((width, height), Image.Resampling.LANCZOS)
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    img.save(path, format="JPEG", quality=90)
+
+
+def make_corpus(root: Path, count: int, seed: int = SEED, workers: int = 2) -> list[Path]:
+    """The corpus's files, sorted; made (deterministically) only if ``root`` does not hold it yet."""
+    stamp = root / ".corpus.json"
+    wanted = {"count": count, "seed": seed, "version": CORPUS_VERSION}
+    paths = [root / f"class_{i % CLASSES:02d}" / f"img_{i:06d}.jpg" for i in range(count)]
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
+        return sorted(paths)
+    shutil.rmtree(root, ignore_errors=True)
+    for c in range(CLASSES):
+        (root / f"class_{c:02d}").mkdir(parents=True)
+    with ProcessPoolExecutor(workers, initializer=_init_sources) as pool:
+        list(pool.map(_make_image, [(i, seed, str(p)) for i, p in enumerate(paths)], chunksize=32))
+    stamp.write_text(json.dumps(wanted))
+    return sorted(paths)
+
+
+# ---------------------------------------------------------------- runs
+
+def run_img2dataset(paths: list[Path], out: Path, threads: int, shard_size: int, processes: int) -> float:
+    url_list = out.parent / f"{out.name}-urls.txt"
+    url_list.write_text("".join(f"file://{p}\n" for p in paths))
+    shutil.rmtree(out, ignore_errors=True)
+    call = (
+        "from img2dataset import download\n"
+        f"download(url_list={str(url_list)!r}, input_format='txt', output_folder={str(out)!r}, output_format='webdataset',"
+        f" image_size=256, resize_mode='keep_ratio', resize_only_if_bigger=True, encode_quality=95, encode_format='jpg',"
+        f" processes_count={processes}, thread_count={threads}, number_sample_per_shard={shard_size},"
+        " distributor='multiprocessing', disable_all_reencoding=False, enable_wandb=False)\n"
+    )
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="disabled")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", call], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def run_vlconvert(corpus: Path, out: Path, workers: int, shard_size: int) -> float:
+    command = [sys.executable, "-m", "vlconvert", "build", "--adapter", "imagefolder", "--root", str(corpus), "--out", str(out),
+               "--resize", "256", "--resize-mode", "shorter", "--quality", "95", "--workers", str(workers),
+               "--shard-size", str(shard_size), "--overwrite"]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"vlconvert failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+    return elapsed
+
+
+# ---------------------------------------------------------------- outputs and quality
+
+def img2dataset_images(out: Path) -> dict[str, bytes]:
+    """Original file path → written JPEG."""
+    images = {}
+    for shard in sorted(out.glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+        for name, data in members.items():
+            if name.endswith(".jpg"):
+                meta = json.loads(members[name[:-4] + ".json"])
+                images[meta["url"].removeprefix("file://")] = data
+    return images
+
+
+def vlconvert_images(out: Path, corpus: Path) -> dict[str, bytes]:
+    images = {}
+    for shard in sorted((out / "train").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+        for name, data in members.items():
+            if name.endswith(".jpg"):
+                source = json.loads(members[name[:-4] + ".json"])["source"]
+                images[str(corpus / source) if not os.path.isabs(source) else source] = data
+    return images
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def _psnr_one(item: tuple[str, bytes]) -> float:
+    path, data = item
+    with Image.open(io.BytesIO(data)) as written:
+        out = np.asarray(written.convert("RGB"))
+    with Image.open(path) as original:
+        reference = original.convert("RGB").resize((out.shape[1], out.shape[0]), Image.Resampling.LANCZOS)
+    return psnr(out, np.asarray(reference))
+
+
+def mean_psnr(images: dict[str, bytes], workers: int) -> float:
+    with ProcessPoolExecutor(workers) as pool:
+        return statistics.fmean(pool.map(_psnr_one, sorted(images.items()), chunksize=64))
+
+
+# ---------------------------------------------------------------- main
+
+def _rates(count: int, seconds: list[float]) -> dict:
+    return {"seconds": [round(s, 3) for s in seconds], "best_images_per_s": round(count / min(seconds), 1),
+            "median_images_per_s": round(count / statistics.median(seconds), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000, help="corpus size (default 2000)")
+    parser.add_argument("--corpus", type=Path, help="corpus folder (default /tmp/vlconvert-bench-corpus-N)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/vlconvert-bench-out"), help="where outputs go")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each tool (default 2)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[256, 4],
+                        help="img2dataset thread_count values to try (default: its default 256, and 4)")
+    parser.add_argument("--processes", type=int, default=2, help="img2dataset processes / vlconvert workers (default 2)")
+    parser.add_argument("--shard-size", type=int, default=1000)
+    parser.add_argument("--no-scaling", action="store_true", help="skip the vlconvert --workers 1 run")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    corpus = args.corpus or Path(f"/tmp/vlconvert-bench-corpus-{args.images}")
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    paths = make_corpus(corpus, args.images)
+    print(f"corpus: {len(paths)} JPEGs in {corpus} ({time.perf_counter() - start:.1f} s)", flush=True)
+
+    # Each round runs every configuration once, so load from other processes on the
+    # machine falls on all of them alike; the best of the rounds is the least disturbed.
+    worker_counts = [args.processes] if args.no_scaling or args.processes == 1 else [args.processes, 1]
+    runs = [(f"img2dataset (thread_count={t})", args.work / f"img2dataset-t{t}",
+             lambda out, t=t: run_img2dataset(paths, out, t, args.shard_size, args.processes)) for t in args.threads]
+    runs += [(f"vlconvert (--workers {w})", args.work / f"vlconvert-w{w}",
+              lambda out, w=w: run_vlconvert(corpus, out, w, args.shard_size)) for w in worker_counts]
+    seconds: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+    for round_ in range(args.repeat):
+        for name, out, run in runs:
+            load = os.getloadavg()[0]
+            seconds[name].append(run(out))
+            print(f"round {round_ + 1}: {name}: {seconds[name][-1]:.2f} s (load average before: {load:.2f})", flush=True)
+    results: dict[str, dict] = {}
+    for name, out, _ in runs:
+        images = img2dataset_images(out) if name.startswith("img2dataset") else vlconvert_images(out, corpus)
+        results[name] = {**_rates(len(images), seconds[name]), "images": len(images),
+                         "psnr_db": round(mean_psnr(images, args.processes), 2)}
+
+    i2d_key = max((k for k in results if k.startswith("img2dataset")), key=lambda k: results[k]["best_images_per_s"])
+    vl_key = f"vlconvert (--workers {args.processes})"
+    i2d, vl = results[i2d_key], results[vl_key]
+    summary = {
+        "speedup_best": round(vl["best_images_per_s"] / i2d["best_images_per_s"], 2),
+        "speedup_median": round(vl["median_images_per_s"] / i2d["median_images_per_s"], 2),
+        "psnr_difference_db": round(vl["psnr_db"] - i2d["psnr_db"], 2),
+        "against": i2d_key,
+    }
+    if len(worker_counts) == 2:
+        summary["vlconvert_scaling_2_vs_1_workers"] = round(
+            vl["best_images_per_s"] / results["vlconvert (--workers 1)"]["best_images_per_s"], 2)
+
+    print(f"\n{len(paths)} JPEGs, shorter side -> 256, JPEG q95, {args.processes} processes, {os.cpu_count()} CPUs, best/median of {args.repeat}")
+    print(f"{'tool':34} {'images':>6} {'best img/s':>10} {'median img/s':>12} {'PSNR dB':>8}")
+    for name, r in results.items():
+        print(f"{name:34} {r['images']:>6} {r['best_images_per_s']:>10.1f} {r['median_images_per_s']:>12.1f} {r['psnr_db']:>8.2f}")
+    print(f"vlconvert / best img2dataset: {summary['speedup_best']}x (best), {summary['speedup_median']}x (median); "
+          f"PSNR {summary['psnr_difference_db']:+.2f} dB")
+    if "vlconvert_scaling_2_vs_1_workers" in summary:
+        print(f"vlconvert {args.processes} workers / 1 worker: {summary['vlconvert_scaling_2_vs_1_workers']}x")
+    if args.json:
+        args.json.write_text(json.dumps({"corpus": {"images": len(paths), "path": str(corpus), "seed": SEED},
+                                         "cpus": os.cpu_count(), "results": results, "summary": summary}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Interrupted builds: killed for real, then finished by rerunning the same command."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from inat_layout import make_inat_root, read_json
+from PIL import Image
+from test_build import tree_digest
+from test_cli import VLCONVERT, run
+
+import vlconvert
+from vlconvert import VLConvertError
+
+
+def noisy_root(path: Path, per_class: int) -> Path:
+    """The iNat layout with 320x240 noise photos: slow enough to decode that a kill lands mid-build."""
+    root = make_inat_root(path, per_class={"val": per_class})
+    for n, image in enumerate(sorted(root.rglob("*.jpg"))):
+        Image.effect_noise((320, 240), 40 + n % 50).convert("RGB").save(image, quality=90)
+    return root
+
+
+def build_args(root: Path, out: Path) -> list[str]:
+    return ["build", "--adapter", "inat2021", "--root", str(root), "--out", str(out), "--shard-size", "2", "--resize", "64"]
+
+
+def committed(out: Path) -> list[Path]:
+    return sorted((out / "_progress" / "val").glob("*.json"))
+
+
+def test_kill_9_then_rerun_finishes_byte_identical(tmp_path):
+    root = noisy_root(tmp_path / "inat", per_class=10)  # 120 records, 60 shard tasks
+    run(*build_args(root, tmp_path / "reference"))
+    out = tmp_path / "out"
+    # A session of its own, so SIGKILL reaches the build and anything it started, as an OOM kill or a lost node would.
+    process = subprocess.Popen([VLCONVERT, *build_args(root, out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(committed(out)) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the build finished before it could be killed"
+
+    assert read_json(out / "manifest.json")["status"] == "in_progress"
+    assert not list((out / "val").glob("val-*.tar")), "a final shard name appeared before the build finished"
+    done_before = {}
+    for entry in committed(out):
+        for part in json.loads(entry.read_text())["shards"]:
+            done_before[Path(part["path"]).name] = (out / "val" / Path(part["path"]).name).stat().st_ino
+    assert 3 <= len(done_before) < 60
+
+    result = run(*build_args(root, out))
+    assert result.returncode == 0, result.stderr
+    resumed = int(result.stdout.split("resumed an interrupted build: ")[1].split()[0])
+    assert resumed >= len(done_before)
+    assert tree_digest(out) == tree_digest(tmp_path / "reference")
+    # The parts finished before the kill were renamed into place, not written again.
+    final_inodes = {p.stat().st_ino for p in (out / "val").glob("val-*.tar")}
+    assert set(done_before.values()) <= final_inodes
+    assert not (out / "_progress").exists() and not list(out.rglob("_tmp-*")) and not list(out.rglob("_done-*"))
+
+
+class StopAfter:
+    """A progress callback that interrupts the build as Ctrl-C would, after some tasks finished."""
+
+    def __init__(self, tasks: int):
+        self.calls = 0
+        self.tasks = tasks
+
+    def __call__(self, progress) -> None:
+        self.calls += 1
+        if self.calls > self.tasks:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def interrupted(tmp_path):
+    root = make_inat_root(tmp_path / "inat", per_class={"train": 2, "val": 1})
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        vlconvert.build("inat2021", str(root), str(out), shard_size=3, progress=StopAfter(4))
+    return root, out
+
+
+def test_resume_skips_committed_tasks_and_repairs_partial_ones(interrupted, tmp_path):
+    root, out = interrupted
+    reference = tmp_path / "reference"
+    vlconvert.build("inat2021", str(root), str(reference), shard_size=3)
+    entries = sorted((out / "_progress").rglob("*.json"))
+    assert len(entries) == 4
+    # Damage the interrupted output the ways a crash can: a half-written part, a committed part cut short.
+    (out / "train" / "_tmp-000007-000.tar").write_bytes(b"half a tar")
+    damaged = json.loads(entries[0].read_text())["shards"][0]["path"]
+    Path(damaged).write_bytes(Path(damaged).read_bytes()[:700])
+
+    summary = vlconvert.build("inat2021", str(root), str(out), shard_size=3)
+    assert summary.resumed_tasks == 3  # the damaged task was done again
+    assert tree_digest(out) == tree_digest(reference)
+
+
+def test_other_options_do_not_resume(interrupted):
+    root, out = interrupted
+    with pytest.raises(VLConvertError, match="unfinished build with other inputs or options; pass --overwrite"):
+        vlconvert.build("inat2021", str(root), str(out), shard_size=3, seed=1)
+    summary = vlconvert.build("inat2021", str(root), str(out), shard_size=3, seed=1, overwrite=True)
+    assert summary.resumed_tasks == 0 and read_json(out / "manifest.json")["seed"] == 1
+
+
+def test_overwrite_still_resumes_the_same_command_unless_told_not_to(interrupted, tmp_path):
+    root, out = interrupted
+    assert vlconvert.build("inat2021", str(root), str(out), shard_size=3, overwrite=True).resumed_tasks == 4
+    root, out = make_inat_root(tmp_path / "again", per_class={"val": 2}), tmp_path / "again-out"
+    with pytest.raises(KeyboardInterrupt):
+        vlconvert.build("inat2021", str(root), str(out), shard_size=3, progress=StopAfter(2))
+    assert vlconvert.build("inat2021", str(root), str(out), shard_size=3, overwrite=True, resume=False).resumed_tasks == 0
+
+
+def test_changed_input_data_does_not_resume(interrupted):
+    root, out = interrupted
+    doc = read_json(root / "val.json")
+    doc["images"], doc["annotations"] = doc["images"][:-1], doc["annotations"][:-1]
+    (root / "val.json").write_text(json.dumps(doc))
+    with pytest.raises(VLConvertError, match="other inputs or options"):
+        vlconvert.build("inat2021", str(root), str(out), shard_size=3)

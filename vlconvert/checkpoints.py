@@ -1,0 +1,138 @@
+"""What makes a build resumable: finished shard tasks are committed, so a rerun skips them.
+
+A task writes its tar parts under ``_tmp-`` names.  When the task is whole it
+*commits*: each part is renamed to a ``_done-`` name, then a small JSON ledger
+entry (``OUT/_progress/<split>/<task>.json``: parts, sizes, sha256, rejected
+records, class counts) is written.  The ledger entry is written last, so its
+presence means the parts are complete.  A kill at any moment leaves either
+``_tmp-`` files, which a rerun deletes, or committed tasks, which it keeps.
+Only when every task is committed does the build give the parts their final,
+consecutive names; no final name ever holds a partial tar.
+
+On object stores (S3, GCS, Azure) an upload becomes visible only once it is
+complete, so parts are written straight to their ``_done-`` names there:
+renaming is a full copy on those stores.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .records import Rejected
+from .shards import ShardInfo
+
+PROGRESS_DIR = "_progress"
+_ATOMIC_UPLOAD_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "memory"}
+
+
+@dataclass
+class ShardResult:
+    split: str
+    index: int
+    shards: list[ShardInfo]
+    rejected: list[Rejected] = field(default_factory=list)
+    class_counts: Counter = field(default_factory=Counter)
+
+    @property
+    def records(self) -> int:
+        return sum(s.samples for s in self.shards) + len(self.rejected)
+
+    def to_json(self) -> dict:
+        return {
+            "split": self.split,
+            "index": self.index,
+            "shards": [vars(s) for s in self.shards],
+            "rejected": [r.as_json() for r in self.rejected],
+            "class_counts": {str(label): n for label, n in sorted(self.class_counts.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ShardResult:
+        return cls(
+            data["split"],
+            data["index"],
+            [ShardInfo(**s) for s in data["shards"]],
+            [Rejected(r["split"], r["key"], r["source"], r["reason"], r["stage"]) for r in data["rejected"]],
+            Counter({int(label): n for label, n in data["class_counts"].items()}),
+        )
+
+
+def uploads_are_atomic(fs) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return any(p in _ATOMIC_UPLOAD_PROTOCOLS for p in protocols)
+
+
+def part_path(fs, out_path: str, split: str, index: int, part: int) -> str:
+    """Where a task writes a part while it runs."""
+    prefix = "_done" if uploads_are_atomic(fs) else "_tmp"
+    return posixpath.join(out_path, split, f"{prefix}-{index:06d}-{part:03d}.tar")
+
+
+def _done_path(out_path: str, split: str, index: int, part: int) -> str:
+    return posixpath.join(out_path, split, f"_done-{index:06d}-{part:03d}.tar")
+
+
+def _ledger_path(out_path: str, split: str, index: int) -> str:
+    return posixpath.join(out_path, PROGRESS_DIR, split, f"{index:06d}.json")
+
+
+def commit(fs, out_path: str, result: ShardResult) -> ShardResult:
+    """Publish a finished task's parts under ``_done-`` names and record it in the ledger."""
+    committed = []
+    for part, info in enumerate(result.shards):
+        done = _done_path(out_path, result.split, result.index, part)
+        if info.path != done:
+            fs.mv(info.path, done)
+        committed.append(ShardInfo(done, info.samples, info.bytes, info.sha256))
+    result = ShardResult(result.split, result.index, committed, result.rejected, result.class_counts)
+    ledger = _ledger_path(out_path, result.split, result.index)
+    fs.makedirs(posixpath.dirname(ledger), exist_ok=True)
+    text = json.dumps(result.to_json(), ensure_ascii=False).encode("utf-8")
+    if uploads_are_atomic(fs):
+        fs.pipe_file(ledger, text)
+    else:
+        with fs.open(ledger + ".tmp", "wb") as f:
+            f.write(text)
+        fs.mv(ledger + ".tmp", ledger)
+    return result
+
+
+def load_committed(fs, out_path: str, splits: list[str]) -> dict[tuple[str, int], ShardResult]:
+    """The tasks an interrupted build finished whose parts are all still there, whole."""
+    done: dict[tuple[str, int], ShardResult] = {}
+    for split in splits:
+        folder = posixpath.join(out_path, PROGRESS_DIR, split)
+        if not fs.isdir(folder):
+            continue
+        parts = {posixpath.basename(p["name"]): p["size"] for p in fs.ls(posixpath.join(out_path, split), detail=True)}
+        for entry in fs.ls(folder, detail=False):
+            if not entry.endswith(".json"):
+                continue
+            try:
+                result = ShardResult.from_json(json.loads(fs.cat_file(entry)))
+            except (ValueError, KeyError, TypeError):
+                continue  # an unreadable entry: the task is simply done again
+            if all(parts.get(posixpath.basename(s.path)) == s.bytes for s in result.shards):
+                done[(result.split, result.index)] = result
+    return done
+
+
+def remove_partial(fs, out_path: str, splits: list[str]) -> None:
+    """Delete what interrupted tasks left: ``_tmp-`` parts and ledger temp files."""
+    for split in splits:
+        for folder, prefix in ((posixpath.join(out_path, split), "_tmp-"), (posixpath.join(out_path, PROGRESS_DIR, split), None)):
+            if not fs.isdir(folder):
+                continue
+            for path in fs.ls(folder, detail=False):
+                name = posixpath.basename(path)
+                if (prefix and name.startswith(prefix)) or name.endswith(".tmp"):
+                    fs.rm(path)
+
+
+def clear_ledger(fs, out_path: str) -> None:
+    ledger = posixpath.join(out_path, PROGRESS_DIR)
+    if fs.exists(ledger):
+        fs.rm(ledger, recursive=True)

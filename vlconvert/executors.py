@@ -1,0 +1,113 @@
+"""Runs shard tasks in this process, in a pool of local processes, or on a Ray cluster.
+
+Every executor runs the same ``ShardWriter`` on the same tasks and each task
+commits its own output, so the shards are byte-identical whichever runs them,
+and a task finished before a crash is kept whichever ran it.  Only a bounded
+window of tasks is in flight, so the records of a 2.7M-image split are never
+all serialised at once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+from .checkpoints import ShardResult
+from .execute import ShardWriter, WorkerConfig, init_worker, run_task
+from .records import Record, VLConvertError
+
+EXECUTORS = ("local", "ray")
+
+# (split, task index, the task's records in write order)
+Work = Iterable[tuple[str, int, Sequence[Record]]]
+
+
+def run_tasks(config: WorkerConfig, work: Work, executor: str = "local", workers: int | None = None,
+              ray_address: str | None = None) -> Iterator[ShardResult]:
+    if executor == "local":
+        return _run_local(config, work, workers or 1)
+    if executor == "ray":
+        return _run_ray(config, work, workers, ray_address)
+    raise VLConvertError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+
+
+def _run_local(config: WorkerConfig, work: Work, workers: int) -> Iterator[ShardResult]:
+    if workers == 1:
+        writer = ShardWriter(config)
+        for split, index, records in work:
+            yield writer.write(split, index, records)
+        return
+    # spawn, not fork: the parent holds Arrow thread pools that do not survive fork.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=(config,)) as pool:
+        pending = set()
+        for split, index, records in work:
+            if len(pending) >= 2 * workers:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in finished)
+            pending.add(pool.submit(run_task, split, index, records))
+        for future in pending:
+            yield future.result()
+
+
+def _check_reachable(address: str | None) -> None:
+    """Fail fast on a wrong HOST:PORT: Ray itself retries a dead address for minutes."""
+    host, sep, port = (address or "").rpartition("://")[2].rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local" or nothing: Ray's own lookup
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as exc:
+        raise VLConvertError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
+class RayShardWriter:
+    """A Ray actor holding one ShardWriter, so templates are compiled once per worker, not per task."""
+
+    def __init__(self, config: WorkerConfig):
+        self.writer = ShardWriter(config)
+
+    def write(self, split: str, index: int, records: Sequence[Record]) -> ShardResult:
+        return self.writer.write(split, index, records)
+
+
+def _run_ray(config: WorkerConfig, work: Work, workers: int | None, address: str | None) -> Iterator[ShardResult]:
+    try:
+        import ray
+    except ImportError:
+        raise VLConvertError("--executor ray needs Ray: pip install 'vlconvert[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        _check_reachable(address)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise VLConvertError(f"cannot reach the Ray cluster at {address or 'RAY_ADDRESS / a new local instance'}: {exc}") from None
+    try:
+        count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # Tasks that die with their node are retried on another one; committed work is never redone.
+        actor_class = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(RayShardWriter)
+        actors = [actor_class.remote(config) for _ in range(count)]
+        slots = actors * 2  # one task running and one queued per actor hides the transfer of records
+        in_flight: dict = {}
+
+        def collect() -> ShardResult:
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            slots.append(in_flight.pop(ready[0]))
+            try:
+                return ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:
+                raise (exc.cause if isinstance(exc.cause, BaseException) else exc) from None
+
+        for split, index, records in work:
+            if not slots:
+                yield collect()
+            actor = slots.pop()
+            in_flight[actor.write.remote(split, index, list(records))] = actor
+        while in_flight:
+            yield collect()
+    finally:
+        if started_here:
+            ray.shutdown()

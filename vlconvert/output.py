@@ -1,0 +1,102 @@
+"""The output folder's life: claimed, resumed or replaced at the start; shards named at the end.
+
+A build claims its folder by writing an ``in_progress`` manifest that carries
+the build's *resume key*, a digest of everything that decides the shards'
+bytes (inputs, options, version).  Running the same command again on an
+unfinished build with the same key resumes it; anything else in the folder
+is replaced only with ``overwrite``, and a folder that is not a vlconvert
+build is never deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__, checkpoints
+from . import manifest as files
+from .checkpoints import ShardResult
+from .records import VLConvertError
+
+
+def resume_key(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_manifest(fs, path: str) -> dict | None:
+    try:
+        data = json.loads(fs.cat_file(posixpath.join(path, files.MANIFEST)))
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite: bool, resume: bool) -> dict[tuple[str, int], ShardResult]:
+    """Make ``out`` ready; returns the tasks an interrupted identical build already finished."""
+    if fs.isfile(out_path):
+        raise VLConvertError(f"{out}: is a file; --out names the folder the shards go into")
+    try:
+        existing = fs.ls(out_path, detail=False) if fs.isdir(out_path) else []
+    except FileNotFoundError:
+        existing = []
+    if existing:
+        manifest = _read_manifest(fs, out_path)
+        if manifest is None:
+            raise VLConvertError(f"{out}: not empty and holds no {files.MANIFEST}, so it is not a vlconvert build; refusing to delete it")
+        unfinished = manifest.get("status") == "in_progress"
+        if unfinished and resume and manifest.get("resume_key") == key:
+            checkpoints.remove_partial(fs, out_path, splits)
+            return checkpoints.load_committed(fs, out_path, splits)
+        if not overwrite:
+            if unfinished:
+                raise VLConvertError(f"{out}: holds an unfinished build with other inputs or options; pass --overwrite to discard it")
+            raise VLConvertError(f"{out}: folder is not empty; pass --overwrite to replace an earlier vlconvert build there")
+        fs.rm(out_path, recursive=True)
+    try:
+        fs.makedirs(out_path, exist_ok=True)
+    except OSError as exc:
+        raise VLConvertError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from exc
+    # Claims the folder at once: an interrupted build can be resumed, or replaced with --overwrite.
+    files.write_json(fs, posixpath.join(out_path, files.MANIFEST), {
+        "format_version": files.FORMAT_VERSION, "vlconvert_version": __version__, "status": "in_progress", "resume_key": key,
+    })
+    return {}
+
+
+@dataclass
+class SplitSummary:
+    read: int
+    written: int
+    errored: int
+    shards: list[dict]
+    class_counts: list[int]
+    held_out: int = 0
+
+
+def finish_split(fs, out_path: str, split: str, results: list[ShardResult], num_classes: int,
+                 planned: int, rejected_before: int, held_out: int) -> SplitSummary:
+    """Give the split's committed parts their final, consecutive names; account for every record.
+
+    ``planned`` records went into tasks; the adapter rejected ``rejected_before``
+    rows and ``held_out`` records were kept out on purpose."""
+    read = planned + rejected_before + held_out
+    split_dir = posixpath.join(out_path, split)
+    shards, counts = [], Counter()
+    for result in sorted(results, key=lambda r: r.index):
+        counts.update(result.class_counts)
+        for info in result.shards:
+            name = files.shard_name(split, len(shards))
+            fs.mv(info.path, posixpath.join(split_dir, name))
+            shards.append({"name": f"{split}/{name}", "samples": info.samples, "bytes": info.bytes, "sha256": info.sha256})
+    files.write_sizes(fs, split_dir, shards)
+    written = sum(s["samples"] for s in shards)
+    errored = rejected_before + sum(len(r.rejected) for r in results)
+    if written + errored + held_out != read:
+        raise RuntimeError(f"split {split}: {read} records read but {written} written + {errored} rejected + {held_out} held out")
+    return SplitSummary(read, written, errored, shards, [counts.get(label, 0) for label in range(num_classes)], held_out)
