@@ -87,16 +87,31 @@ def finish_split(fs, out_path: str, split: str, results: list[ShardResult], num_
     rows and ``held_out`` records were kept out on purpose."""
     read = planned + rejected_before + held_out
     split_dir = posixpath.join(out_path, split)
-    shards, counts = [], Counter()
+    shards, counts, renames = [], Counter(), []
     for result in sorted(results, key=lambda r: r.index):
         counts.update(result.class_counts)
         for info in result.shards:
             name = files.shard_name(split, len(shards))
-            fs.mv(info.path, posixpath.join(split_dir, name))
+            renames.append((info.path, posixpath.join(split_dir, name)))
             shards.append({"name": f"{split}/{name}", "samples": info.samples, "bytes": info.bytes, "sha256": info.sha256})
+    _rename_all(fs, renames)
     files.write_sizes(fs, split_dir, shards)
     written = sum(s["samples"] for s in shards)
     errored = rejected_before + sum(len(r.rejected) for r in results)
     if written + errored + held_out != read:
         raise RuntimeError(f"split {split}: {read} records read but {written} written + {errored} rejected + {held_out} held out")
     return SplitSummary(read, written, errored, shards, [counts.get(label, 0) for label in range(num_classes)], held_out)
+
+
+def _rename_all(fs, renames: list[tuple[str, str]]) -> None:
+    if not renames:
+        return
+    if not checkpoints.uploads_are_atomic(fs):
+        for source, target in renames:
+            fs.mv(source, target)
+        return
+    # On an object store a rename is a server-side copy; fsspec's async stores run a list of them
+    # concurrently, which for iNat-2021's 2,687 shards is minutes rather than an hour.
+    sources, targets = zip(*renames)
+    fs.copy(list(sources), list(targets))
+    fs.rm(list(sources))
