@@ -103,19 +103,23 @@ def commit(fs, out_path: str, result: ShardResult) -> ShardResult:
 def load_committed(fs, out_path: str, splits: list[str]) -> dict[tuple[str, int], ShardResult]:
     """The tasks an interrupted build finished whose parts are all still there, whole."""
     done: dict[tuple[str, int], ShardResult] = {}
+    fs.invalidate_cache()  # another process wrote these; a cached listing would hide its work
     for split in splits:
         folder = posixpath.join(out_path, PROGRESS_DIR, split)
         if not fs.isdir(folder):
             continue
         parts = {posixpath.basename(p["name"]): p["size"] for p in fs.ls(posixpath.join(out_path, split), detail=True)}
-        for entry in fs.ls(folder, detail=False):
-            if not entry.endswith(".json"):
-                continue
+        entries = [e for e in fs.ls(folder, detail=False) if e.endswith(".json")]
+        # One call for all entries: object stores fetch them concurrently.
+        for text in fs.cat(entries, on_error="omit").values() if entries else ():
             try:
-                result = ShardResult.from_json(json.loads(fs.cat_file(entry)))
+                result = ShardResult.from_json(json.loads(text))
             except (ValueError, KeyError, TypeError):
                 continue  # an unreadable entry: the task is simply done again
-            if all(parts.get(posixpath.basename(s.path)) == s.bytes for s in result.shards):
+            # Parts are looked up by name in this folder, so a moved or renamed OUT still resumes.
+            result.shards = [ShardInfo(posixpath.join(out_path, split, posixpath.basename(s.path)), s.samples, s.bytes, s.sha256)
+                             for s in result.shards]
+            if result.split == split and all(parts.get(posixpath.basename(s.path)) == s.bytes for s in result.shards):
                 done[(result.split, result.index)] = result
     return done
 
