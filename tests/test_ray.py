@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from inat_layout import make_inat_root
+from inat_layout import make_inat_root, read_json
 from optional import require
 from test_build import tree_digest
 from test_cli import VLCONVERT, run
@@ -38,10 +38,18 @@ def test_ray_executor_matches_local_bytes(tmp_path, ray_cluster):
     common = ["build", "--adapter", "inat2021", "--root", str(root), "--shard-size", "4", "--resize", "32", "--seed", "3"]
     local = run(*common, "--out", str(tmp_path / "local"), "--workers", "2")
     assert local.returncode == 0, local.stderr
-    on_ray = run(*common, "--out", str(tmp_path / "ray"), "--executor", "ray", "--ray-address", ray_cluster)
+    # Relative paths, from a folder that is not the cluster's: workers must not resolve them in their own folder.
+    relative = [a if a != str(root) else "inat" for a in common]
+    on_ray = run(*relative, "--out", "ray", "--executor", "ray", "--ray-address", ray_cluster, cwd=tmp_path)
     assert on_ray.returncode == 0, on_ray.stderr
     assert "rejected 1 records" in on_ray.stdout
-    assert tree_digest(tmp_path / "ray") == tree_digest(tmp_path / "local")
+    on_local, on_cluster = tree_digest(tmp_path / "local"), tree_digest(tmp_path / "ray")
+    assert on_cluster.pop("manifest.json") != on_local.pop("manifest.json")  # it records --root as given
+    assert on_cluster == on_local
+    manifests = [read_json(tmp_path / name / "manifest.json") for name in ("local", "ray")]
+    for manifest in manifests:
+        manifest["adapter"].pop("root")
+    assert manifests[0] == manifests[1]
 
 
 def test_unreachable_ray_cluster_is_a_one_line_error(tmp_path):

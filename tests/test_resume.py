@@ -128,3 +128,48 @@ def test_changed_input_data_does_not_resume(interrupted):
     (root / "val.json").write_text(json.dumps(doc))
     with pytest.raises(VLConvertError, match="other inputs or options"):
         vlconvert.build("inat2021", str(root), str(out), shard_size=3)
+
+
+def test_changed_records_with_the_same_counts_are_redone(interrupted, tmp_path):
+    root, out = interrupted
+    doc = read_json(root / "train.json")
+    for image in doc["images"]:
+        image["date"] = "2020-12-24 10:00:00+00:00"  # same counts, different metadata in every KEY.json
+    (root / "train.json").write_text(json.dumps(doc))
+    summary = vlconvert.build("inat2021", str(root), str(out), shard_size=3)
+    vlconvert.build("inat2021", str(root), str(tmp_path / "fresh"), shard_size=3)
+    assert tree_digest(out) == tree_digest(tmp_path / "fresh")
+    assert summary.resumed_tasks == 0  # the four finished tasks were train tasks, and every train record changed
+
+
+def test_a_crash_while_naming_the_finished_shards_is_finished_by_a_rerun(tmp_path):
+    root = make_inat_root(tmp_path / "inat", per_class={"val": 2})
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):  # every task committed, no part renamed yet
+        vlconvert.build("inat2021", str(root), str(out), shard_size=5, progress=StopAfter(5))
+    parts = sorted((out / "val").glob("_done-*.tar"))
+    assert len(parts) == 5
+    for number, part in enumerate(parts[:2]):  # the crash came after two renames
+        part.rename(out / "val" / f"val-{number:06d}.tar")
+    summary = vlconvert.build("inat2021", str(root), str(out), shard_size=5)
+    assert summary.resumed_tasks == 5
+    vlconvert.build("inat2021", str(root), str(tmp_path / "fresh"), shard_size=5)
+    assert tree_digest(out) == tree_digest(tmp_path / "fresh")
+
+
+def test_wildcards_in_out_are_refused_before_anything_is_touched(tmp_path):
+    root = make_inat_root(tmp_path / "inat", per_class={"val": 1})
+    (tmp_path / "exp1").mkdir()
+    (tmp_path / "exp1" / "precious.txt").write_text("keep me")
+    with pytest.raises(VLConvertError, match=r"may not contain \[ \]"):
+        vlconvert.build("inat2021", str(root), str(tmp_path / "exp[1]"), overwrite=True)
+    assert (tmp_path / "exp1" / "precious.txt").exists() and not (tmp_path / "exp[1]").exists()
+
+
+def test_overwrite_replaces_a_build_in_the_current_folder(tmp_path):
+    root = make_inat_root(tmp_path / "inat", per_class={"val": 1})
+    out = tmp_path / "here"
+    vlconvert.build("inat2021", str(root), str(out))
+    result = subprocess.run([VLCONVERT, *build_args(root, Path(".")), "--overwrite"], cwd=out, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert read_json(out / "manifest.json")["shard_size"] == 2

@@ -7,6 +7,7 @@ both counts per split and the build fails loudly if they do not add up.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import time
 from collections import Counter
@@ -14,10 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import PIL
+
 from . import __version__, checkpoints, holdout, output
 from . import manifest as files
 from .captions import CaptionRenderer, CaptionSpec, caption_spec
-from .checkpoints import ShardResult
+from .checkpoints import ShardResult, records_digest
 from .execute import WorkerConfig
 from .executors import EXECUTORS, run_tasks
 from .images import ImageOptions
@@ -26,7 +29,7 @@ from .plan import ShardTask, plan_split
 from .prompts import DEFAULT_PROMPT_SET, PromptSet, prompt_set
 from .records import Record, Rejected, VLConvertError, take_records, validate_classes
 from .registry import create_adapter
-from .storage import filesystem
+from .storage import check_no_glob, filesystem
 
 DEFAULT_SHARD_SIZE = 1000
 DEFAULT_SHARD_MAX_BYTES = 1 << 30
@@ -141,6 +144,11 @@ def build(
         image = ImageOptions(resize, resize_mode, image_format, quality, upscale)
     except ValueError as exc:
         raise VLConvertError(str(exc)) from None
+    # --out is checked before the (long) planning, so a typo costs seconds, not the read of train.json.
+    check_no_glob(out, "--out")
+    fs, out_path = filesystem(out, "--out")
+    if fs.isfile(out_path):
+        raise VLConvertError(f"{out}: is a file; --out names the folder the shards go into")
     source = create_adapter(adapter, root, dict(adapter_options or {}))
     classes = list(source.classes())
     validate_classes(classes, adapter)
@@ -169,34 +177,46 @@ def build(
         "num_classes": len(classes),
         **_describe_prompts(prompts),
     }
+    # Each task's records are checked against their digest in its ledger entry when resuming;
+    # the key covers the rest: what every task shares.
     key = output.resume_key({
-        **described, "vlconvert_version": __version__, "splits": split_names, "holdout": held,
-        "classes": hashlib.sha256("\n".join(c.name for c in classes).encode()).hexdigest(),
+        **described, "vlconvert_version": __version__, "pillow_version": PIL.__version__, "splits": split_names, "holdout": held,
+        "classes": [[c.label, c.name, c.common_name, c.taxonomy, dict(c.extra)] for c in classes],
+        "templates_source": [t.source for t in spec.templates], "zeroshot": [prompts.classnames, prompts.templates],
         "records": {s: [len(p.records), len(p.rejected), p.held_out] for s, p in plans.items()},
     })
-    fs, out_path = filesystem(out, "--out")
     done = output.prepare(fs, out, out_path, split_names, key, overwrite, resume)
     for s in split_names:
         fs.makedirs(posixpath.join(out_path, s), exist_ok=True)
-    config = WorkerConfig(classes, spec, image, out, shard_size, shard_max_bytes)
+    # Workers get an absolute location: a Ray worker's own folder is not the caller's.
+    config = WorkerConfig(classes, spec, image, fs.unstrip_protocol(out_path), shard_size, shard_max_bytes, os.getcwd())
     results: dict[str, list[ShardResult]] = {s: [] for s in split_names}
-    for result in done.values():
-        results[result.split].append(result)
-    resumed = sum(r.records for r in done.values())
     total = sum(len(p.records) for p in plans.values())
-    finished, errors = resumed, sum(len(r.rejected) for r in done.values())
-    if progress:
-        progress(Progress(finished, total, errors, resumed))
-    work = (
-        (t.split, t.index, take_records(p.records, t.positions))
-        for p in plans.values() for t in p.tasks if (t.split, t.index) not in done
-    )
-    for result in run_tasks(config, work, executor, workers, ray_address):
+    state = {"finished": 0, "errors": sum(len(p.rejected) for p in plans.values()), "resumed": 0, "resumed_tasks": 0}
+
+    def report(result: ShardResult, resumed: bool = False) -> None:
         results[result.split].append(result)
-        finished += result.records
-        errors += len(result.rejected)
+        state["finished"] += result.records
+        state["errors"] += len(result.rejected)
+        state["resumed"] += result.records if resumed else 0
+        state["resumed_tasks"] += resumed
         if progress:
-            progress(Progress(finished, total, errors, resumed))
+            progress(Progress(state["finished"], total, state["errors"], state["resumed"]))
+
+    def work():
+        for p in plans.values():
+            for t in p.tasks:
+                records = take_records(p.records, t.positions)
+                kept = done.get((t.split, t.index))
+                if kept is not None and kept.inputs == records_digest(records):
+                    report(kept, resumed=True)
+                else:
+                    yield t.split, t.index, records
+
+    if progress:
+        progress(Progress(0, total, state["errors"], 0))
+    for result in run_tasks(config, work(), executor, workers, ray_address):
+        report(result)
 
     summaries = {
         s: output.finish_split(fs, out_path, s, results[s], len(classes), len(plans[s].records), len(plans[s].rejected), plans[s].held_out)
@@ -211,7 +231,8 @@ def build(
     files.write_classes(fs, out_path, classes)
     files.write_lines(fs, posixpath.join(out_path, files.ZEROSHOT_TEMPLATES), prompts.templates)
     by_stage = dict(sorted(Counter(r.stage for r in all_rejected).items()))
-    files.write_json(fs, posixpath.join(out_path, files.MANIFEST), {
+    checkpoints.clear_ledger(fs, out_path)
+    files.write_manifest(fs, out_path, {
         "format_version": files.FORMAT_VERSION,
         "vlconvert_version": __version__,
         "status": "complete",
@@ -221,8 +242,7 @@ def build(
                     "kept_out_of": [s for s in split_names if holdout.is_training_split(s)]} if held else None,
         "splits": {s: vars(summary) for s, summary in summaries.items()},
     })
-    checkpoints.clear_ledger(fs, out_path)
-    return BuildSummary(out, summaries, time.perf_counter() - started, by_stage, prompts.duplicates, len(done))
+    return BuildSummary(out, summaries, time.perf_counter() - started, by_stage, prompts.duplicates, state["resumed_tasks"])
 
 
 def _describe_captions(spec: CaptionSpec, defaulted: bool) -> dict:

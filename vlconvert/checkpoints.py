@@ -16,16 +16,19 @@ renaming is a full copy on those stores.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .records import Rejected
+from . import manifest as files
+from .records import Record, Rejected
 from .shards import ShardInfo
+from .storage import uploads_are_atomic, write_atomic
 
 PROGRESS_DIR = "_progress"
-_ATOMIC_UPLOAD_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "memory"}
 
 
 @dataclass
@@ -35,6 +38,7 @@ class ShardResult:
     shards: list[ShardInfo]
     rejected: list[Rejected] = field(default_factory=list)
     class_counts: Counter = field(default_factory=Counter)
+    inputs: str = ""  # digest of the task's records: a resumed task is kept only if its inputs are unchanged
 
     @property
     def records(self) -> int:
@@ -47,6 +51,7 @@ class ShardResult:
             "shards": [vars(s) for s in self.shards],
             "rejected": [r.as_json() for r in self.rejected],
             "class_counts": {str(label): n for label, n in sorted(self.class_counts.items())},
+            "inputs": self.inputs,
         }
 
     @classmethod
@@ -57,12 +62,19 @@ class ShardResult:
             [ShardInfo(**s) for s in data["shards"]],
             [Rejected(r["split"], r["key"], r["source"], r["reason"], r["stage"]) for r in data["rejected"]],
             Counter({int(label): n for label, n in data["class_counts"].items()}),
+            data["inputs"],
         )
 
 
-def uploads_are_atomic(fs) -> bool:
-    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    return any(p in _ATOMIC_UPLOAD_PROTOCOLS for p in protocols)
+def records_digest(records: Sequence[Record]) -> str:
+    """Everything of a task's records that reaches its shard, in write order."""
+    digest = hashlib.sha256()
+    for r in records:
+        image = r.image if isinstance(r.image, str) else hashlib.sha256(r.image).hexdigest()
+        fields = [r.key, image, r.label, r.split, r.metadata, r.source, r.crop]
+        digest.update(json.dumps(fields, sort_keys=True, default=str, ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
 
 
 def part_path(fs, out_path: str, split: str, index: int, part: int) -> str:
@@ -87,39 +99,49 @@ def commit(fs, out_path: str, result: ShardResult) -> ShardResult:
         if info.path != done:
             fs.mv(info.path, done)
         committed.append(ShardInfo(done, info.samples, info.bytes, info.sha256))
-    result = ShardResult(result.split, result.index, committed, result.rejected, result.class_counts)
+    result = ShardResult(result.split, result.index, committed, result.rejected, result.class_counts, result.inputs)
     ledger = _ledger_path(out_path, result.split, result.index)
     fs.makedirs(posixpath.dirname(ledger), exist_ok=True)
-    text = json.dumps(result.to_json(), ensure_ascii=False).encode("utf-8")
-    if uploads_are_atomic(fs):
-        fs.pipe_file(ledger, text)
-    else:
-        with fs.open(ledger + ".tmp", "wb") as f:
-            f.write(text)
-        fs.mv(ledger + ".tmp", ledger)
+    write_atomic(fs, ledger, json.dumps(result.to_json(), ensure_ascii=False).encode("utf-8"))
     return result
 
 
 def load_committed(fs, out_path: str, splits: list[str]) -> dict[tuple[str, int], ShardResult]:
-    """The tasks an interrupted build finished whose parts are all still there, whole."""
+    """The tasks an interrupted build finished whose parts are all still there, whole.
+
+    A part counts if its ``_done-`` file has the recorded size, or, when the crash
+    came while the finished build was giving parts their final names, if its
+    final name does.  Final names are given only once every task is committed,
+    so they follow from the complete ledger: consecutive, in task order.
+    """
     done: dict[tuple[str, int], ShardResult] = {}
     fs.invalidate_cache()  # another process wrote these; a cached listing would hide its work
     for split in splits:
         folder = posixpath.join(out_path, PROGRESS_DIR, split)
         if not fs.isdir(folder):
             continue
-        parts = {posixpath.basename(p["name"]): p["size"] for p in fs.ls(posixpath.join(out_path, split), detail=True)}
+        try:
+            sizes = {posixpath.basename(p["name"]): p["size"] for p in fs.ls(posixpath.join(out_path, split), detail=True)}
+        except FileNotFoundError:  # an object store has no folder until a part is in it
+            sizes = {}
         entries = [e for e in fs.ls(folder, detail=False) if e.endswith(".json")]
+        results = []
         # One call for all entries: object stores fetch them concurrently.
         for text in fs.cat(entries, on_error="omit").values() if entries else ():
             try:
-                result = ShardResult.from_json(json.loads(text))
+                results.append(ShardResult.from_json(json.loads(text)))
             except (ValueError, KeyError, TypeError):
                 continue  # an unreadable entry: the task is simply done again
+        final = 0
+        for result in sorted(results, key=lambda r: r.index):
             # Parts are looked up by name in this folder, so a moved or renamed OUT still resumes.
             result.shards = [ShardInfo(posixpath.join(out_path, split, posixpath.basename(s.path)), s.samples, s.bytes, s.sha256)
                              for s in result.shards]
-            if result.split == split and all(parts.get(posixpath.basename(s.path)) == s.bytes for s in result.shards):
+            whole = True
+            for info in result.shards:
+                whole &= sizes.get(posixpath.basename(info.path)) == info.bytes or sizes.get(files.shard_name(split, final)) == info.bytes
+                final += 1
+            if result.split == split and whole:
                 done[(result.split, result.index)] = result
     return done
 

@@ -25,7 +25,7 @@ from .executors import EXECUTORS
 from .export import export_clip_benchmark
 from .images import OUTPUT_FORMATS, RESIZE_MODES
 from .prompts import DEFAULT_PROMPT_SET
-from .records import VLConvertError
+from .records import BuildFailed, VLConvertError
 from .registry import available_adapters, describe
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(i?)B?)?\s*$", re.IGNORECASE)
@@ -222,6 +222,9 @@ def main() -> None:
     except VLConvertError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except BuildFailed as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     except OSError as exc:
         # An unwritable --out, a full disk, a vanished mount: the user's to fix, and the
         # message already names the file.  VLCONVERT_DEBUG=1 shows the traceback.

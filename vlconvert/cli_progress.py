@@ -40,7 +40,7 @@ class ProgressLine:
         self.label = label
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty()
-        self._started = time.perf_counter()
+        self._started: float | None = None  # the first call, once planning is done, starts the clock
         self._last_draw = 0.0
         self._width = 0
 
@@ -48,6 +48,8 @@ class ProgressLine:
         if not self.enabled:
             return
         now = time.perf_counter()
+        if self._started is None:
+            self._started = now
         if now - self._last_draw < _MIN_INTERVAL and progress.done < progress.total:
             return
         self._last_draw = now

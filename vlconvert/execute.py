@@ -8,11 +8,13 @@ the same code in this process and in a pool worker.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .captions import CaptionError, CaptionRenderer, CaptionSpec
-from .checkpoints import ShardResult, commit, part_path
+from .checkpoints import ShardResult, commit, part_path, records_digest
 from .images import ImageError, ImageOptions, prepare, read_bytes
 from .records import ClassInfo, Record, Rejected
 from .shards import ShardSink, TarShard
@@ -24,9 +26,10 @@ class WorkerConfig:
     classes: Sequence[ClassInfo]
     captions: CaptionSpec
     image: ImageOptions
-    out: str  # the build's output folder, local path or fsspec URL
+    out: str  # the build's output folder: an absolute path or an fsspec URL
     max_samples: int
     max_bytes: int
+    cwd: str = ""  # relative image paths are relative to the caller's folder, wherever the worker runs
 
 
 class ShardWriter:
@@ -43,7 +46,7 @@ class ShardWriter:
             return TarShard(self.fs.open(path, "wb"), path)
 
         sink = ShardSink(open_part, self.config.max_samples, self.config.max_bytes)
-        result = ShardResult(split, index, [])
+        result = ShardResult(split, index, [], inputs=records_digest(records))
         for record in records:
             try:
                 members = self._members(record)
@@ -61,7 +64,7 @@ class ShardWriter:
         primary = spec.choose(record.key)
         captions = [("txt", self.captions.render(primary, record))]
         captions += [(f"{t.name}.txt", self.captions.render(t, record)) for t in spec.named]
-        image = prepare(read_bytes(record.image), self.config.image, record.crop)
+        image = prepare(read_bytes(self._locate(record.image)), self.config.image, record.crop)
         cls = self.config.classes[record.label]
         sample = {
             "key": record.key,
@@ -83,6 +86,12 @@ class ShardWriter:
         return members
 
 
+    def _locate(self, image: str | bytes) -> str | bytes:
+        if isinstance(image, bytes) or "://" in image or os.path.isabs(image) or not self.config.cwd:
+            return image
+        return os.path.join(self.config.cwd, image)
+
+
 def _describe(image: str | bytes) -> str:
     return image if isinstance(image, str) else f"<{len(image)} bytes>"
 
@@ -93,6 +102,8 @@ _worker: ShardWriter | None = None
 
 def init_worker(config: WorkerConfig) -> None:
     global _worker
+    # Ctrl-C is the parent's to handle: it lets running tasks commit, then stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker = ShardWriter(config)
 
 

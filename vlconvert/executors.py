@@ -13,12 +13,14 @@ import multiprocessing
 import socket
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 from .checkpoints import ShardResult
 from .execute import ShardWriter, WorkerConfig, init_worker, run_task
-from .records import Record, VLConvertError
+from .records import BuildFailed, Record, VLConvertError
 
 EXECUTORS = ("local", "ray")
+_RESUME_HINT = "finished shards are kept: rerun the same command to resume"
 
 # (split, task index, the task's records in write order)
 Work = Iterable[tuple[str, int, Sequence[Record]]]
@@ -40,8 +42,8 @@ def _run_local(config: WorkerConfig, work: Work, workers: int) -> Iterator[Shard
             yield writer.write(split, index, records)
         return
     # spawn, not fork: the parent holds Arrow thread pools that do not survive fork.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=(config,)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker, initargs=(config,))
+    try:
         pending = set()
         for split, index, records in work:
             if len(pending) >= 2 * workers:
@@ -50,6 +52,11 @@ def _run_local(config: WorkerConfig, work: Work, workers: int) -> Iterator[Shard
             pending.add(pool.submit(run_task, split, index, records))
         for future in pending:
             yield future.result()
+    except BrokenProcessPool:
+        raise BuildFailed(f"a worker process died (out of memory or killed); {_RESUME_HINT}") from None
+    finally:
+        # On Ctrl-C or an error, queued tasks are dropped; running ones finish and commit.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _check_reachable(address: str | None) -> None:
@@ -99,7 +106,12 @@ def _run_ray(config: WorkerConfig, work: Work, workers: int | None, address: str
             try:
                 return ray.get(ready[0])
             except ray.exceptions.RayTaskError as exc:
-                raise (exc.cause if isinstance(exc.cause, BaseException) else exc) from None
+                if isinstance(exc.cause, (OSError, VLConvertError)):
+                    raise exc.cause from None  # the task's own error, e.g. a full disk
+                raise BuildFailed(f"a shard task failed on the Ray cluster: {exc.cause or exc}; {_RESUME_HINT}") from None
+            except ray.exceptions.RayError as exc:
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise BuildFailed(f"a Ray worker was lost ({first_line}); {_RESUME_HINT}") from None
 
         for split, index, records in work:
             if not slots:

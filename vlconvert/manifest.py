@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .records import Rejected
+from .storage import write_atomic
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -34,6 +35,11 @@ def write_text(fs, path: str, text: str) -> None:
 
 def write_json(fs, path: str, data: Any) -> None:
     write_text(fs, path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_manifest(fs, out_path: str, data: dict) -> None:
+    """The manifest says whether a folder is a build, and whether it is complete: never leave half of one."""
+    write_atomic(fs, posixpath.join(out_path, MANIFEST), (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def write_sizes(fs, split_dir: str, shards: Sequence[dict]) -> None:

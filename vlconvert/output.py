@@ -21,6 +21,7 @@ from . import __version__, checkpoints
 from . import manifest as files
 from .checkpoints import ShardResult
 from .records import VLConvertError
+from .storage import uploads_are_atomic
 
 
 def resume_key(settings: dict[str, Any]) -> str:
@@ -39,8 +40,7 @@ def _read_manifest(fs, path: str) -> dict | None:
 
 def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite: bool, resume: bool) -> dict[tuple[str, int], ShardResult]:
     """Make ``out`` ready; returns the tasks an interrupted identical build already finished."""
-    if fs.isfile(out_path):
-        raise VLConvertError(f"{out}: is a file; --out names the folder the shards go into")
+    fs.invalidate_cache()
     try:
         existing = fs.ls(out_path, detail=False) if fs.isdir(out_path) else []
     except FileNotFoundError:
@@ -50,23 +50,36 @@ def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite:
         if manifest is None:
             raise VLConvertError(f"{out}: not empty and holds no {files.MANIFEST}, so it is not a vlconvert build; refusing to delete it")
         unfinished = manifest.get("status") == "in_progress"
-        if unfinished and resume and manifest.get("resume_key") == key:
+        same = manifest.get("resume_key") == key
+        if unfinished and same and resume:
             checkpoints.remove_partial(fs, out_path, splits)
             return checkpoints.load_committed(fs, out_path, splits)
         if not overwrite:
+            if unfinished and same:
+                raise VLConvertError(f"{out}: holds an unfinished run of this same build; rerun without --no-resume to finish it, "
+                                     "or add --overwrite to start over")
             if unfinished:
                 raise VLConvertError(f"{out}: holds an unfinished build with other inputs or options; pass --overwrite to discard it")
             raise VLConvertError(f"{out}: folder is not empty; pass --overwrite to replace an earlier vlconvert build there")
-        fs.rm(out_path, recursive=True)
+        _delete_build(fs, out_path, existing)
     try:
         fs.makedirs(out_path, exist_ok=True)
     except OSError as exc:
         raise VLConvertError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from exc
     # Claims the folder at once: an interrupted build can be resumed, or replaced with --overwrite.
-    files.write_json(fs, posixpath.join(out_path, files.MANIFEST), {
+    files.write_manifest(fs, out_path, {
         "format_version": files.FORMAT_VERSION, "vlconvert_version": __version__, "status": "in_progress", "resume_key": key,
     })
     return {}
+
+
+def _delete_build(fs, out_path: str, entries: list[str]) -> None:
+    """The manifest goes last: a delete cut short still leaves a folder vlconvert knows is its own."""
+    manifest = posixpath.join(out_path, files.MANIFEST)
+    for entry in entries:
+        if entry.rstrip("/") != manifest:
+            fs.rm(entry, recursive=True)
+    fs.rm(manifest)
 
 
 @dataclass
@@ -94,7 +107,7 @@ def finish_split(fs, out_path: str, split: str, results: list[ShardResult], num_
             name = files.shard_name(split, len(shards))
             renames.append((info.path, posixpath.join(split_dir, name)))
             shards.append({"name": f"{split}/{name}", "samples": info.samples, "bytes": info.bytes, "sha256": info.sha256})
-    _rename_all(fs, renames)
+    _rename_all(fs, split_dir, renames)
     files.write_sizes(fs, split_dir, shards)
     written = sum(s["samples"] for s in shards)
     errored = rejected_before + sum(len(r.rejected) for r in results)
@@ -103,10 +116,16 @@ def finish_split(fs, out_path: str, split: str, results: list[ShardResult], num_
     return SplitSummary(read, written, errored, shards, [counts.get(label, 0) for label in range(num_classes)], held_out)
 
 
-def _rename_all(fs, renames: list[tuple[str, str]]) -> None:
+def _rename_all(fs, split_dir: str, renames: list[tuple[str, str]]) -> None:
+    # After a crash in this very step some parts already have their final names; those stay.
+    try:
+        present = {posixpath.basename(p) for p in fs.ls(split_dir, detail=False)}
+    except FileNotFoundError:
+        present = set()
+    renames = [(source, target) for source, target in renames if posixpath.basename(source) in present]
     if not renames:
         return
-    if not checkpoints.uploads_are_atomic(fs):
+    if not uploads_are_atomic(fs):
         for source, target in renames:
             fs.mv(source, target)
         return

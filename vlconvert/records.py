@@ -28,6 +28,10 @@ class VLConvertError(Exception):
     """A problem with the user's input or options: reported without a traceback."""
 
 
+class BuildFailed(RuntimeError):
+    """A failure while running that is not the input's fault (a worker died): one line, exit 1, rerun to resume."""
+
+
 class InvalidRecordError(VLConvertError, ValueError):
     """An adapter built a record the shards cannot hold."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,8 +86,19 @@ class TarShard:
 
     def close(self) -> ShardInfo:
         self._tar.close()
+        _sync(self._raw)
         self._raw.close()
         return ShardInfo(self.path, self.samples, self._out.size, self._out.digest.hexdigest())
+
+
+def _sync(raw) -> None:
+    """On a local disk, data reaches the platter before the part is committed, so a power cut
+    cannot leave a committed part of the right size with the wrong bytes."""
+    try:
+        raw.flush()
+        os.fsync(raw.fileno())
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        pass  # not a local file (an S3 upload, a pipe): nothing to sync
 
 
 class ShardSink:

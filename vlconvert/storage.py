@@ -15,3 +15,30 @@ def filesystem(url: str, role: str):
         raise VLConvertError(f"{role} {url}: this URL needs an extra package: {exc}") from exc
     except ValueError as exc:
         raise VLConvertError(f"{role} {url}: not a usable path or URL: {exc}") from exc
+
+
+_ATOMIC_UPLOAD_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "memory"}
+_GLOB_CHARACTERS = set("*?[]")
+
+
+def uploads_are_atomic(fs) -> bool:
+    """Object stores show a file only once its upload is complete; a rename there is a full copy."""
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return any(p in _ATOMIC_UPLOAD_PROTOCOLS for p in protocols)
+
+
+def check_no_glob(url: str, role: str) -> None:
+    # fsspec expands these in listings and deletes: "exp[1]" would match, and delete, "exp1".
+    found = sorted(_GLOB_CHARACTERS & set(url))
+    if found:
+        raise VLConvertError(f"{role} {url}: may not contain {' '.join(found)} (fsspec reads them as wildcards)")
+
+
+def write_atomic(fs, path: str, data: bytes) -> None:
+    """A reader sees the old file or the new one, never half of one."""
+    if uploads_are_atomic(fs):
+        fs.pipe_file(path, data)
+        return
+    with fs.open(path + ".tmp", "wb") as f:
+        f.write(data)
+    fs.mv(path + ".tmp", path)
