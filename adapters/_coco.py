@@ -58,7 +58,8 @@ def read_list(
                 if len(pending) == chunk_rows:
                     flush()
     except ijson.JSONError as exc:
-        raise VLConvertError(f"{path}: not valid JSON ({exc})") from exc
+        # yajl's message draws the spot on further lines; the first one says what is wrong.
+        raise VLConvertError(f"{path}: not valid JSON ({str(exc).strip().splitlines()[0].strip()})") from exc
     if pending:
         flush()
     if not chunks:

@@ -156,15 +156,22 @@ class ImageRow:
 
 
 def assemble(
-    files: ReleaseFiles, rows: Sequence[ImageRow], label_of: Mapping[str, int], splits: Sequence[str], where: str
+    files: ReleaseFiles, rows: Sequence[ImageRow], label_of: Mapping[str, int], splits: Sequence[str], where: str,
+    outside_root_ok: bool = False,
 ) -> tuple[dict[str, list[Record]], dict[str, list[Rejected]]]:
-    """Records per split for every row that can be one; a Rejected, with its reason, for every other."""
+    """Records per split for every row that can be one; a Rejected, with its reason, for every other.
+
+    A path that leaves the release's folder (absolute, ``..``, ``file://``) is refused, never
+    read, unless ``outside_root_ok``: a dataset file must not make vlconvert read /etc/passwd.
+    Remote URLs (``https://``, ``s3://``) are references by design and stay."""
     records: dict[str, list[Record]] = {s: [] for s in splits}
     rejected: dict[str, list[Rejected]] = {s: [] for s in splits}
     first_seen: dict[tuple[str, str], str] = {}
     for row in rows:
         split = row.split if row.split in records else splits[0]
         reason = _reason(row, splits, label_of)
+        if not reason and not outside_root_ok and leaves_root(files.join(""), row.path):
+            reason = f"path {row.path!r} points outside the dataset root"
         if not reason and (split, row.image_id) in first_seen:
             reason = f"duplicate image id {row.image_id} (first: {first_seen[split, row.image_id]})"
         first_seen.setdefault((split, row.image_id), row.path)
@@ -176,6 +183,19 @@ def assemble(
             metadata=dict(row.metadata), source=row.path, crop=row.crop,
         ))
     return records, rejected
+
+
+def leaves_root(root: str, path: str) -> bool:
+    """Whether a listed path resolves outside ``root`` (the release folder, as its filesystem names it)."""
+    if "://" in path:
+        if not path.lower().startswith("file://"):
+            return False  # https://, s3://: remote references, not paths
+        path = path[len("file://"):]
+    root = posixpath.normpath(root or ".")
+    target = posixpath.normpath(path if path.startswith("/") else posixpath.join(root, path))
+    if not target.startswith("/") and root.startswith("/"):
+        return True
+    return not (target == root or target.startswith(root.rstrip("/") + "/"))
 
 
 def _reason(row: ImageRow, splits: Sequence[str], label_of: Mapping[str, int]) -> str | None:

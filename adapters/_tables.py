@@ -36,7 +36,20 @@ def read_table(fs, path: str, shown: str, text_columns: tuple[str, ...] = ()) ->
     except FileNotFoundError:
         raise VLConvertError(f"{shown}: not found") from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        if "invalid UTF8" in str(exc):
+            raise VLConvertError(f"{shown}: {_first_bad_utf8(fs, path)}; save it as UTF-8") from None
         raise VLConvertError(f"{shown}: cannot be read as {kind}: {exc}") from None
+
+
+def _first_bad_utf8(fs, path: str) -> str:
+    """Where a table stops being UTF-8, so the user can find and fix the row."""
+    with fs.open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"line {number} is not UTF-8 (byte 0x{line[exc.start]:02X} at column {exc.start + 1})"
+    return "not UTF-8"
 
 
 def pick_column(table: pa.Table, wanted: str | None, candidates: tuple[str, ...], option: str, shown: str, required: bool = True):

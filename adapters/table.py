@@ -2,8 +2,9 @@
 
 ROOT is the table file, or a folder holding Hugging Face's ``metadata.csv`` /
 ``metadata.jsonl`` / ``metadata.parquet``.  Each row names an image (a path
-relative to the table's folder, an absolute path, or a URL), its class, and any
-metadata, which reaches templates as ``meta``.
+relative to the table's folder, or a URL), its class, and any metadata, which
+reaches templates as ``meta``.  A path outside the table's folder (absolute,
+``..``, ``file://``) is refused unless ``allow_outside_root=true``.
 
 Columns are found by their usual names, or named with options:
 ``image_column`` (file_name, image, image_path, filepath, path, url),
@@ -20,7 +21,7 @@ import posixpath
 from vlconvert.records import VLConvertError
 from vlconvert.storage import filesystem
 
-from ._release import ImageRow, Release, ReleaseAdapter, assemble, id_order
+from ._release import ImageRow, Release, ReleaseAdapter, assemble, id_order, option_bool
 from ._tables import classes_from_keys, pick_column, read_table, read_taxonomy
 
 HF_METADATA = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
@@ -38,7 +39,8 @@ class TableAdapter(ReleaseAdapter):
 
     def __init__(self, root: str, image_column: str | None = None, label_column: str | None = None,
                  split_column: str | None = None, key_column: str | None = None, taxonomy: str | None = None,
-                 taxonomy_key: str | None = None):
+                 taxonomy_key: str | None = None, allow_outside_root: bool | str = False):
+        self.allow_outside_root = option_bool(allow_outside_root, "allow_outside_root")
         fs, path = filesystem(root, "--root")
         folder, self.table_file = (root, None) if fs.isdir(path) else (posixpath.dirname(root.rstrip("/")) or ".", posixpath.basename(root))
         super().__init__(folder)
@@ -75,7 +77,7 @@ class TableAdapter(ReleaseAdapter):
         classes = classes_from_keys(keys, read_taxonomy(self.taxonomy, self.taxonomy_key), self.taxonomy_key, self.taxonomy or "")
         label_of = {c.extra["class_key"]: c.label for c in classes}
         splits = sorted({r.split for r in rows if r.split}) or ["train"]
-        records, rejected = assemble(self.files, rows, label_of, splits, shown)
+        records, rejected = assemble(self.files, rows, label_of, splits, shown, self.allow_outside_root)
         return Release(classes, records, rejected)
 
 

@@ -89,7 +89,8 @@ def test_manifest_accounts_for_every_record(root, tmp_path):
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
     assert {e["reason"].split(":")[0] for e in errors} == {"image file not found", "not a recognised image format", "cannot decode image"}
     assert all(e["split"] == "val" and e["stage"] == "image" and e["source"] for e in errors)
-    assert manifest["errors"] == {"file": "errors.jsonl", "count": 3, "by_stage": {"image": 3}}
+    assert manifest["errors"] == {"file": "errors.jsonl", "count": 3, "by_stage": {"image": 3}, "rate": round(3 / 72, 6),
+                                  "strict": False, "max_error_rate": None}
     assert summary.errored == 3 and summary.errors_by_stage == {"image": 3}
     assert manifest["status"] == "complete"
     for shard in val["shards"]:

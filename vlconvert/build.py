@@ -27,7 +27,7 @@ from .images import ImageOptions
 from .output import SplitSummary
 from .plan import ShardTask, plan_split
 from .prompts import DEFAULT_PROMPT_SET, PromptSet, prompt_set
-from .records import Record, Rejected, VLConvertError, take_records, validate_classes
+from .records import Adapter, Record, Rejected, TooManyRejected, VLConvertError, take_records, validate_classes
 from .registry import create_adapter
 from .storage import check_no_glob, filesystem
 
@@ -97,7 +97,7 @@ class _SplitPlan:
 
 
 def build(
-    adapter: str,
+    adapter: str | Adapter,
     root: str,
     out: str,
     *,
@@ -121,10 +121,15 @@ def build(
     overwrite: bool = False,
     resume: bool = True,
     dry_run: bool = False,
+    strict: bool = False,
+    max_error_rate: float | None = None,
     adapter_options: Mapping[str, Any] | None = None,
     progress: Callable[[Progress], None] | None = None,
 ) -> BuildSummary | PlanSummary:
     """Convert one dataset into captioned webdataset shards under ``out``.
+
+    ``adapter`` is a registered adapter's name (constructed with ``root`` and
+    ``adapter_options``) or an adapter object (``root`` is then only recorded).
 
     ``workers`` processes write shards (default 1 locally; with ``executor="ray"``
     every CPU of the cluster).  Rerunning an interrupted build with the same
@@ -132,12 +137,18 @@ def build(
     ``resume=False``.  ``dry_run=True`` reads the metadata, plans the shards and
     returns a :class:`PlanSummary` without reading an image or writing a file.
     ``progress(Progress)`` is called as shard tasks finish.
+    Rejected records go to ``errors.jsonl`` and the build goes on; with ``strict`` (none
+    allowed) or ``max_error_rate`` (a fraction of the records read) it raises
+    :class:`TooManyRejected` when they pass the limit.
     Raises :class:`VLConvertError` for problems with the input or options.
     """
     started = time.perf_counter()
     splits = [splits] if isinstance(splits, str) else splits
     templates = [templates] if isinstance(templates, str) else templates
     _check_numbers(resize=resize, quality=quality, shard_size=shard_size, shard_max_bytes=shard_max_bytes, workers=workers)
+    if max_error_rate is not None and not 0 <= max_error_rate <= 1:
+        raise VLConvertError(f"max_error_rate is a fraction between 0 and 1, got {max_error_rate}")
+    limit = 0.0 if strict else max_error_rate
     if executor not in EXECUTORS:
         raise VLConvertError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     try:
@@ -149,7 +160,10 @@ def build(
     fs, out_path = filesystem(out, "--out")
     if fs.isfile(out_path):
         raise VLConvertError(f"{out}: is a file; --out names the folder the shards go into")
-    source = create_adapter(adapter, root, dict(adapter_options or {}))
+    if isinstance(adapter, str):
+        source = create_adapter(adapter, root, dict(adapter_options or {}))
+    else:  # an adapter object from the caller's own code
+        source, adapter = adapter, getattr(adapter, "name", type(adapter).__name__)
     classes = list(source.classes())
     validate_classes(classes, adapter)
     spec = caption_spec(list(templates or []), template_mix, all_templates, seed)
@@ -163,6 +177,8 @@ def build(
     plans = {s: _plan(source, s, seed, shard_size, set(held) if holdout.is_training_split(s) else set()) for s in split_names}
     first = next((p.records[0] for p in plans.values() if len(p.records)), None)
     renderer.check_classes(first.metadata if first else None)
+    read_total = sum(len(p.records) + len(p.rejected) + p.held_out for p in plans.values())
+    _check_error_limit(sum(len(p.rejected) for p in plans.values()), read_total, limit, strict, plans)
     if dry_run:
         planned = {s: PlannedSplit(len(p.records), len(p.rejected), p.held_out, len(p.tasks)) for s, p in plans.items()}
         return PlanSummary(out, len(classes), planned, shard_size, time.perf_counter() - started)
@@ -237,12 +253,28 @@ def build(
         "vlconvert_version": __version__,
         "status": "complete",
         **described,
-        "errors": {"file": files.ERRORS, "count": len(all_rejected), "by_stage": by_stage},
+        "errors": {"file": files.ERRORS, "count": len(all_rejected), "by_stage": by_stage,
+                   "rate": round(len(all_rejected) / read_total, 6) if read_total else 0.0, "strict": strict,
+                   "max_error_rate": max_error_rate},
         "holdout": {"spec": holdout_classes, "classes": held, "names": [classes[label].name for label in held],
                     "kept_out_of": [s for s in split_names if holdout.is_training_split(s)]} if held else None,
         "splits": {s: vars(summary) for s, summary in summaries.items()},
     })
-    return BuildSummary(out, summaries, time.perf_counter() - started, by_stage, prompts.duplicates, state["resumed_tasks"])
+    summary = BuildSummary(out, summaries, time.perf_counter() - started, by_stage, prompts.duplicates, state["resumed_tasks"])
+    _check_error_limit(len(all_rejected), read_total, limit, strict, summary=summary)
+    return summary
+
+
+def _check_error_limit(errors: int, read: int, limit: float | None, strict: bool, plans=None, summary=None) -> None:
+    if limit is None or errors <= limit * read:
+        return
+    allowed = "--strict allows none" if strict else f"--max-error-rate allows {limit:.2%}"
+    if summary is None:
+        first = next(r for p in plans.values() for r in p.rejected)
+        raise TooManyRejected(f"the dataset's metadata already rejects {errors} of {read} records ({errors / read:.2%}); {allowed}. "
+                              f"First: {first.key} ({first.source}): {first.reason}. Nothing was written.")
+    raise TooManyRejected(f"{errors} of {read} records were rejected ({errors / read:.2%}); {allowed}. "
+                          f"The build is complete; see {summary.out.rstrip('/')}/{files.ERRORS}", summary)
 
 
 def _describe_captions(spec: CaptionSpec, defaulted: bool) -> dict:

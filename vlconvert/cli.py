@@ -4,7 +4,9 @@ Exit codes: 0 done (a build's rejected records, if any, are listed in
 OUT/errors.jsonl); 1 a failure while running (an unwritable output, a full
 disk) or, for ``captions lint``, a template that fails; 2 the input or the
 command line is wrong (a missing file, a bad layout, a bad option), explained
-in one line; 130 interrupted.
+in one line; 3 built, but more records were rejected than ``--strict`` or
+``--max-error-rate`` allow (or, when the metadata alone does, nothing built);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from .build import DEFAULT_SHARD_SIZE, BuildSummary, PlanSummary, build
 from .cli_captions import captions_group
 from .cli_lit import lit_train_command, zeroshot_command
 from .cli_progress import ProgressLine
+from .cli_validate import validate_command
 from .executors import EXECUTORS
 from .export import export_clip_benchmark
 from .images import OUTPUT_FORMATS, RESIZE_MODES
 from .prompts import DEFAULT_PROMPT_SET
-from .records import BuildFailed, VLConvertError
+from .records import BuildFailed, TooManyRejected, VLConvertError
 from .registry import available_adapters, describe
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(i?)B?)?\s*$", re.IGNORECASE)
@@ -92,7 +95,8 @@ def cli() -> None:
 
 
 @cli.command("build", epilog="Exit codes: 0 built (see OUT/errors.jsonl for rejected records), 1 failed while running, "
-                    "2 bad input, layout or options.")
+                    "2 bad input, layout or options, 3 more records rejected than --strict / --max-error-rate allow, "
+                    "130 interrupted (rerun the same command to resume).")
 @click.option("--adapter", "-a", required=True, help="Dataset reader, e.g. inat2021 (see `vlconvert adapters`).")
 @click.option("--root", "-r", required=True, help="The dataset's folder (or fsspec URL), in its official release layout.")
 @click.option("--out", "-o", required=True, help="Output folder (or fsspec URL) for shards and side files.")
@@ -133,6 +137,10 @@ def cli() -> None:
 @click.option("--overwrite", is_flag=True,
               help="Replace an earlier vlconvert build in OUT. (An unfinished build of the same command is resumed instead.)")
 @click.option("--no-resume", is_flag=True, help="With --overwrite, start an unfinished build of the same command over.")
+@click.option("--strict", is_flag=True, help="Exit 3 if any record is rejected (the build still completes, or fails before any "
+              "image is read when the metadata already rejects records).")
+@click.option("--max-error-rate", type=click.FloatRange(0, 1), metavar="FRACTION",
+              help="Exit 3 if more than this fraction of the records read is rejected, e.g. 0.001.")
 @click.option("--dry-run", is_flag=True, help="Read the metadata and plan the shards; print what would be built, touch no image or file.")
 @click.option("--option", "adapter_options", multiple=True, metavar="KEY=VALUE", callback=_key_value,
               help="An option passed to the adapter; repeat for several.")
@@ -151,7 +159,12 @@ def build_command(adapter, root, out, no_resume, **options):
     """
     click.echo(f"reading {adapter} dataset at {root}", err=True)
     with ProgressLine("writing shards") as progress:
-        summary = build(adapter, root, out, resume=not no_resume, progress=progress, **options)
+        try:
+            summary = build(adapter, root, out, resume=not no_resume, progress=progress, **options)
+        except TooManyRejected as exc:
+            if exc.summary is not None:
+                _print_summary(exc.summary)
+            raise
     if isinstance(summary, PlanSummary):
         _print_plan(summary)
         return
@@ -177,6 +190,9 @@ def _print_summary(summary: BuildSummary) -> None:
     if summary.errored:
         stages = ", ".join(f"{stage}: {n}" for stage, n in summary.errors_by_stage.items())
         click.echo(f"rejected {summary.errored} records ({stages}); reasons in {summary.out.rstrip('/')}/errors.jsonl")
+        read = sum(s.read for s in summary.splits.values())
+        click.echo(f"warning: {summary.errored} of {read} records ({summary.errored / read:.2%}) were rejected and are not in the "
+                   f"shards; see {summary.out.rstrip('/')}/errors.jsonl (--strict or --max-error-rate make this an error)", err=True)
     else:
         click.echo("errors: 0")
     click.echo(f"{summary.images_per_second:.1f} images/s ({summary.seconds:.1f} s)")
@@ -208,6 +224,7 @@ def export_clip_benchmark_command(data, split, out):
 cli.add_command(captions_group)
 cli.add_command(lit_train_command)
 cli.add_command(zeroshot_command)
+cli.add_command(validate_command)
 
 
 def main() -> None:
@@ -225,6 +242,9 @@ def main() -> None:
     except BuildFailed as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except TooManyRejected as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(3)
     except OSError as exc:
         # An unwritable --out, a full disk, a vanished mount: the user's to fix, and the
         # message already names the file.  VLCONVERT_DEBUG=1 shows the traceback.

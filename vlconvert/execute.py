@@ -47,7 +47,12 @@ class ShardWriter:
 
         sink = ShardSink(open_part, self.config.max_samples, self.config.max_bytes)
         result = ShardResult(split, index, [], inputs=records_digest(records))
+        count = len(self.config.classes)
         for record in records:
+            if not (isinstance(record.label, int) and 0 <= record.label < count):
+                reason = f"label {record.label!r} is not one of the adapter's {count} classes (0..{count - 1})"
+                result.rejected.append(Rejected(split, record.key, record.source or _describe(record.image), reason, "adapter"))
+                continue
             try:
                 members = self._members(record)
             except (ImageError, CaptionError) as exc:

@@ -1,0 +1,105 @@
+"""The manifest's numbers against the side files and against each other.
+
+``validate.py`` reads the shards; these checks cover what a build writes
+beside them: each split's ``sizes.json`` (open_clip's dataset size), the
+split's accounting (read = written + errored + held out), stray tars a
+``--train-data`` glob would pick up, and the files zero-shot evaluation reads.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections import Counter
+from collections.abc import Callable
+
+from . import manifest as files
+from .validate_shard import ShardCheck
+
+Add = Callable[[str, str], None]  # (where, what)
+
+
+def check_split(fs, path: str, add: Add, split: str, info: dict, shards: list[dict], checks: list[ShardCheck]) -> None:
+    """``shards`` are the split's manifest entries, ``checks`` what reading each of them back found."""
+    listed = {posixpath.basename(s["name"]): s.get("samples") for s in shards}
+    in_shards = sum(n for n in listed.values() if isinstance(n, int))
+    written, errored, held_out = info.get("written"), info.get("errored"), info.get("held_out", 0)
+    where = f"{files.MANIFEST} split {split}"
+    if written != in_shards:
+        add(where, f"written {written} but its shards hold {in_shards} samples")
+    numbers = (info.get("read"), written, errored, held_out)
+    if not all(isinstance(n, int) for n in numbers) or numbers[0] != sum(numbers[1:]):
+        add(where, f"read {info.get('read')} is not written {written} + errored {errored} + held out {held_out}")
+    counts = info.get("class_counts")
+    if isinstance(counts, list) and sum(counts) != written:
+        add(where, f"class_counts add up to {sum(counts)}, not written {written}")
+    elif isinstance(counts, list) and all(c.clean for c in checks):
+        # Only compared when every shard read back whole; otherwise the shard's own problem says more.
+        found = sum((c.labels for c in checks), Counter())
+        wrong = sorted(label for label in set(found) | set(range(len(counts)))
+                       if found.get(label, 0) != (counts[label] if label < len(counts) else 0))
+        if wrong:
+            add(where, f"the shards' labels differ from class_counts for {len(wrong)} classes (first: label {wrong[0]})")
+    _check_sizes(fs, path, add, split, listed)
+    try:
+        present = [posixpath.basename(p.rstrip("/")) for p in fs.ls(posixpath.join(path, split), detail=False)]
+    except FileNotFoundError:
+        present = []
+    for name in sorted(n for n in present if n.endswith(".tar") and n not in listed):
+        add(f"{split}/{name}", "not listed in manifest.json (left by another build, an unfinished run, or a copy?)")
+
+
+def _check_sizes(fs, path: str, add: Add, split: str, listed: dict[str, int]) -> None:
+    where = f"{split}/{files.SIZES}"
+    try:
+        sizes = json.loads(fs.cat_file(posixpath.join(path, split, files.SIZES)))
+    except FileNotFoundError:
+        add(where, "missing")
+        return
+    except ValueError:
+        add(where, "not valid JSON")
+        return
+    if not isinstance(sizes, dict):
+        add(where, "not a JSON object")
+        return
+    for name in sorted(set(sizes) | set(listed)):
+        if name not in sizes:
+            add(where, f"no entry for {name}, which the manifest lists")
+        elif name not in listed:
+            add(where, f"lists {name}, which the manifest does not")
+        elif sizes[name] != listed[name]:
+            add(where, f"{name}: {sizes[name]} samples, the manifest says {listed[name]}")
+
+
+def check_side_files(fs, path: str, add: Add, manifest: dict, num_classes: int) -> None:
+    expected = (manifest.get("errors") or {}).get("count")
+    split_errors = [s.get("errored") for s in (manifest.get("splits") or {}).values() if isinstance(s, dict)]
+    if all(isinstance(n, int) for n in split_errors) and sum(split_errors) != expected:
+        add(files.MANIFEST, f"errors count {expected} is not the splits' errored total {sum(split_errors)}")
+    lines = _count_lines(fs, posixpath.join(path, files.ERRORS))
+    if lines is None:
+        add(files.ERRORS, "missing")
+    elif lines != expected:
+        add(files.ERRORS, f"{lines} lines, the manifest counts {expected} errors")
+    for name in (files.CLASSNAMES, files.CLASSES):
+        lines = _count_lines(fs, posixpath.join(path, name))
+        if lines is None:
+            add(name, "missing")
+        elif lines != num_classes:
+            add(name, f"{lines} lines for {num_classes} classes")
+    if not fs.exists(posixpath.join(path, files.ZEROSHOT_TEMPLATES)):
+        add(files.ZEROSHOT_TEMPLATES, "missing")
+
+
+def _count_lines(fs, path: str) -> int | None:
+    """Counted in chunks: the errors.jsonl of a bad build can be larger than memory should hold."""
+    try:
+        f = fs.open(path, "rb")
+    except FileNotFoundError:
+        return None
+    count, last = 0, b"\n"
+    with f:
+        while chunk := f.read(1 << 20):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
