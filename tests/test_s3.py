@@ -19,20 +19,22 @@ def s3_endpoint():
     """moto's S3 server on 127.0.0.1, and the standard AWS variables pointing boto/s3fs at it."""
     require("s3fs")
     server_module = require("moto.server")
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    port = free_port()
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    endpoint = f"http://127.0.0.1:{server._port}"
+    endpoint = f"http://127.0.0.1:{port}"
     settings = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                 "AWS_ENDPOINT_URL": endpoint}
     saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
-    yield endpoint
+    state = {"url": endpoint, "port": port, "server": server}  # a test may stop and restart the server
+    yield state
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    server.stop()
+    state["server"].stop()
 
 
 @pytest.fixture

@@ -12,11 +12,12 @@ Adapters work on their own too::
 __version__ = "0.1.0"
 
 from .build import BuildSummary, PlanSummary, Progress, SplitSummary, build  # noqa: E402
-from .records import Adapter, ClassInfo, Record, Rejected, VLConvertError  # noqa: E402
+from .records import Adapter, BuildFailed, ClassInfo, Record, Rejected, TooManyRejected, VLConvertError  # noqa: E402
 from .registry import available_adapters, create_adapter  # noqa: E402
 
 __all__ = [
     "Adapter",
+    "BuildFailed",
     "BuildSummary",
     "PlanSummary",
     "Progress",
@@ -24,6 +25,7 @@ __all__ = [
     "Record",
     "Rejected",
     "SplitSummary",
+    "TooManyRejected",
     "VLConvertError",
     "__version__",
     "available_adapters",

@@ -29,7 +29,7 @@ from .plan import ShardTask, plan_split
 from .prompts import DEFAULT_PROMPT_SET, PromptSet, prompt_set
 from .records import Adapter, Record, Rejected, TooManyRejected, VLConvertError, take_records, validate_classes
 from .registry import create_adapter
-from .storage import check_no_glob, filesystem
+from .storage import check_no_glob, filesystem, storage_errors
 
 DEFAULT_SHARD_SIZE = 1000
 DEFAULT_SHARD_MAX_BYTES = 1 << 30
@@ -96,6 +96,7 @@ class _SplitPlan:
     held_out: int = 0  # records of held-out classes, left out of a training split on purpose
 
 
+@storage_errors
 def build(
     adapter: str | Adapter,
     root: str,

@@ -165,6 +165,10 @@ def build_command(adapter, root, out, no_resume, **options):
             if exc.summary is not None:
                 _print_summary(exc.summary)
             raise
+        except OSError as exc:  # a full disk, a lost mount: the user's to fix, and nothing finished is lost
+            where = f": {exc.filename}" if exc.filename else ""
+            raise BuildFailed(f"{exc.strerror or exc}{where}; shards finished so far are kept: "
+                              "fix this and rerun the same command to resume") from exc
     if isinstance(summary, PlanSummary):
         _print_plan(summary)
         return

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import fsspec
 
-from .records import VLConvertError
+from .records import BuildFailed, VLConvertError
+
+# Backends raise their own exception types (botocore's EndpointConnectionError is not an OSError).
+_STORAGE_LIBRARIES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "google", "adlfs", "azure", "fsspec")
 
 
 def filesystem(url: str, role: str):
@@ -42,3 +47,24 @@ def write_atomic(fs, path: str, data: bytes) -> None:
     with fs.open(path + ".tmp", "wb") as f:
         f.write(data)
     fs.mv(path + ".tmp", path)
+
+
+def _from_storage_library(exc: BaseException) -> bool:
+    return any(cls.__module__.split(".")[0] in _STORAGE_LIBRARIES for cls in type(exc).__mro__)
+
+
+def storage_errors(function):
+    """Report a storage backend's failure (an unreachable endpoint, an expired token) in one line."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:
+            if isinstance(exc, (VLConvertError, BuildFailed)) or not _from_storage_library(exc):
+                raise
+            detail = (str(exc).strip().splitlines() or [""])[0]
+            raise BuildFailed(f"storage error ({type(exc).__name__}): {detail}; shards finished so far are kept: "
+                              "rerun the same command to resume") from exc
+
+    return wrapper
