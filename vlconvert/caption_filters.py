@@ -39,7 +39,7 @@ def join_ranks(taxonomy: Mapping[str, str], upto: str | None = None, tagged: boo
         raise ValueError(f"join_ranks(upto={upto!r}): no such rank here (ranks: {', '.join(taxonomy)})")
     words = []
     for rank, value in taxonomy.items():
-        if value:
+        if value and str(value).strip():  # a blank cell of a taxonomy table is no rank
             words.append(f"{rank} {value}" if tagged else value)
         if rank == upto:
             break

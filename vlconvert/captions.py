@@ -163,16 +163,16 @@ def caption_spec(
 
 
 def class_context(cls: ClassInfo) -> dict[str, Any]:
-    common = (cls.common_name or "").strip()
-    has_common = bool(common) and common.casefold() != cls.name.casefold()
+    name, common = cls.name.strip(), (cls.common_name or "").strip()
+    has_common = bool(common) and common.casefold() != name.casefold()
     return {
         **cls.ranks,
         **cls.extra,
         "label": cls.label,
-        "name": cls.name,
+        "name": name,
         "common_name": common,
         "has_common_name": has_common,
-        "common_or_scientific": common if has_common else cls.name,
+        "common_or_scientific": common if has_common else name,
         "taxonomy": cls.ranks,
     }
 

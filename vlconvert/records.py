@@ -132,7 +132,8 @@ class Adapter(Protocol):
 
 
 def is_valid_key(key: object) -> bool:
-    return isinstance(key, str) and bool(_KEY_RE.match(key))
+    # fullmatch: with match, "$" would also accept a key ending in a newline.
+    return isinstance(key, str) and bool(_KEY_RE.fullmatch(key))
 
 
 def validate_classes(classes: Sequence[ClassInfo], adapter: str) -> None:
