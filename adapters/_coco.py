@@ -208,10 +208,11 @@ def _invalid_keys(ids) -> pa.Array:
 
 
 def flag_paths_escaping_root(images: pa.Table) -> pa.Table:
-    """Adds the ESCAPES_ROOT column: file_names that are absolute or climb out with '..'."""
+    """Adds the ESCAPES_ROOT column: file_names that are absolute, climb out with '..', start at
+    home ('~'), or carry a scheme or '::' chain (fsspec would read file://, local:// anywhere)."""
     if "file_name" not in images.column_names or not pa.types.is_string(images["file_name"].type):
         return images
-    escapes = pc.match_substring_regex(images["file_name"], r"^/|^[A-Za-z]:|(^|/)\.\.(/|$)")
+    escapes = pc.match_substring_regex(images["file_name"], r"^/|^~|^[A-Za-z][A-Za-z0-9+.-]*:|::|(^|/)\.\.(/|$)")
     return images.append_column(ESCAPES_ROOT, escapes)
 
 

@@ -5,7 +5,9 @@ and turning per-image tables into records and rejections.
 
 from __future__ import annotations
 
+import math
 import posixpath
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -185,12 +187,24 @@ def assemble(
     return records, rejected
 
 
+REMOTE_SCHEMES = ("http", "https", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "hf")
+
+
 def leaves_root(root: str, path: str) -> bool:
-    """Whether a listed path resolves outside ``root`` (the release folder, as its filesystem names it)."""
-    if "://" in path:
-        if not path.lower().startswith("file://"):
-            return False  # https://, s3://: remote references, not paths
-        path = path[len("file://"):]
+    """Whether a listed path may resolve outside ``root`` (the release folder, as its filesystem names it).
+
+    Remote URLs of the usual stores are references by design and stay; every other scheme
+    (``file:``, ``local:``, a ``::`` chain, ``~``) could reach any local file, so it counts
+    as leaving unless a ``file://`` path normalises to somewhere under the root."""
+    scheme, sep, rest = path.partition("://")
+    if sep and "::" not in path and scheme.lower() in REMOTE_SCHEMES:
+        return False
+    if sep:
+        if scheme.lower() != "file" or "::" in path:
+            return True
+        path = rest
+    if "::" in path or path.startswith("~") or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path):
+        return True
     root = posixpath.normpath(root or ".")
     target = posixpath.normpath(path if path.startswith("/") else posixpath.join(root, path))
     if not target.startswith("/") and root.startswith("/"):
@@ -235,6 +249,8 @@ def box_crop(box: Sequence[float] | None) -> tuple[tuple | None, str | None]:
     if not box:
         return None, "crop is on but the release gives this image no bounding box"
     x, y, width, height = box
+    if not all(math.isfinite(v) for v in box):
+        return None, f"bounding box {list(box)} is not a finite box"
     if width <= 0 or height <= 0 or x + width <= 0 or y + height <= 0:
         return None, f"bounding box {list(box)} is empty or outside the image"
     return (max(0.0, x), max(0.0, y), x + width, y + height), None

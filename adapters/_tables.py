@@ -32,7 +32,11 @@ def read_table(fs, path: str, shown: str, text_columns: tuple[str, ...] = ()) ->
                 return pa_json.read_json(f)
             options = pa_csv.ParseOptions(delimiter="\t" if kind == "tsv" else ",")
             convert = pa_csv.ConvertOptions(column_types={c: pa.string() for c in text_columns})
-            return pa_csv.read_csv(f, parse_options=options, convert_options=convert)
+            table = pa_csv.read_csv(f, parse_options=options, convert_options=convert)
+        # pyarrow reads a text column that is not UTF-8 as bytes; its values would become "b'...'".
+        if any(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in table.schema.types):
+            raise VLConvertError(f"{shown}: {_first_bad_utf8(fs, path)}; save it as UTF-8")
+        return table
     except FileNotFoundError:
         raise VLConvertError(f"{shown}: not found") from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
@@ -83,7 +87,7 @@ def classes_from_keys(keys: list[str], taxonomy: pa.Table | None, key_column: st
         name = str(row.pop("name", key))
         common = str(row.pop("common_name", ""))
         taxonomy_pairs = tuple((rank, str(row.pop(rank))) for rank in RANKS if rank in row)
-        classes.append(ClassInfo(label, name, common, taxonomy_pairs, {"class_key": key, **row}))
+        classes.append(ClassInfo(label, name, common, taxonomy_pairs, {**row, "class_key": key}))
     return classes
 
 

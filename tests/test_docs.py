@@ -34,13 +34,13 @@ def test_the_example_template_renders_as_its_comment_says():
     assert '"a photo of a member of Corvidae, Pica hudsonia."' in source
 
 
-def test_the_readme_preview_is_what_the_command_prints():
+def test_the_tutorial_preview_is_what_the_command_prints():
     import subprocess
     import sys
     from pathlib import Path
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    block = readme.split("```console\n$ vlconvert captions preview ")[1].split("```")[0]
+    tutorial = (REPO / "docs" / "tutorial.md").read_text(encoding="utf-8")
+    block = tutorial.split("```console\n$ vlconvert captions preview ")[1].split("```")[0]
     args, shown = block.split("\n", 1)
     exe = Path(sys.executable).parent / "vlconvert"
     result = subprocess.run([str(exe), "captions", "preview", *args.split()], capture_output=True, text=True, cwd=REPO, timeout=120)

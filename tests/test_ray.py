@@ -49,6 +49,7 @@ def test_ray_executor_matches_local_bytes(tmp_path, ray_cluster):
     manifests = [read_json(tmp_path / name / "manifest.json") for name in ("local", "ray")]
     for manifest in manifests:
         manifest["adapter"].pop("root")
+        manifest["config"].pop("root")
     assert manifests[0] == manifests[1]
 
 

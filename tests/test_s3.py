@@ -17,8 +17,10 @@ import vlconvert
 @pytest.fixture(scope="module")
 def s3_endpoint():
     """moto's S3 server on 127.0.0.1, and the standard AWS variables pointing boto/s3fs at it."""
-    require("s3fs")
+    s3fs = require("s3fs")
     server_module = require("moto.server")
+    # fsspec reuses S3FileSystem instances, and with them another module's (stopped) endpoint.
+    s3fs.S3FileSystem.clear_instance_cache()
     port = free_port()
     server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -35,6 +37,7 @@ def s3_endpoint():
         else:
             os.environ[key] = value
     state["server"].stop()
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import PIL
@@ -21,13 +22,14 @@ from . import __version__, checkpoints, holdout, output
 from . import manifest as files
 from .captions import CaptionRenderer, CaptionSpec, caption_spec
 from .checkpoints import ShardResult, records_digest
+from .config import recorded_config
 from .execute import WorkerConfig
-from .executors import EXECUTORS, run_tasks
+from .executors import EXECUTORS, check_ray, run_tasks
 from .images import ImageOptions
 from .output import SplitSummary
 from .plan import ShardTask, plan_split
 from .prompts import DEFAULT_PROMPT_SET, PromptSet, prompt_set
-from .records import Adapter, Record, Rejected, TooManyRejected, VLConvertError, take_records, validate_classes
+from .records import Adapter, Record, Rejected, TooManyRejected, VLConvertError, is_valid_key, take_records, validate_classes
 from .registry import create_adapter
 from .storage import check_no_glob, filesystem, storage_errors
 
@@ -161,23 +163,14 @@ def build(
     fs, out_path = filesystem(out, "--out")
     if fs.isfile(out_path):
         raise VLConvertError(f"{out}: is a file; --out names the folder the shards go into")
-    if isinstance(adapter, str):
-        source = create_adapter(adapter, root, dict(adapter_options or {}))
-    else:  # an adapter object from the caller's own code
-        source, adapter = adapter, getattr(adapter, "name", type(adapter).__name__)
-    classes = list(source.classes())
-    validate_classes(classes, adapter)
-    spec = caption_spec(list(templates or []), template_mix, all_templates, seed)
-    renderer = CaptionRenderer(spec.templates, classes)
-    prompts = prompt_set(zeroshot_prompts, classes, spec, renderer)
-    split_names = _choose_splits(source, splits)
-
-    held = holdout.resolve(holdout_classes, classes, seed)
-    if held and len(held) == len(classes):
-        raise VLConvertError(f"--holdout-classes {holdout_classes} holds out every class; nothing would be left to train on")
-    plans = {s: _plan(source, s, seed, shard_size, set(held) if holdout.is_training_split(s) else set()) for s in split_names}
-    first = next((p.records[0] for p in plans.values() if len(p.records)), None)
-    renderer.check_classes(first.metadata if first else None)
+    if executor == "ray":
+        check_ray(ray_address)  # before anything is written: a wrong address must not leave a claimed OUT
+    try:
+        adapter, classes, spec, prompts, split_names, held, plans = _read_and_plan(
+            adapter, root, adapter_options, splits, templates, template_mix, all_templates, zeroshot_prompts,
+            holdout_classes, seed, shard_size)
+    except OSError as exc:  # an unreadable dataset or option file is the input's problem: exit 2, nothing written
+        raise VLConvertError(f"{exc.filename or 'input'}: {exc.strerror or exc}") from exc
     read_total = sum(len(p.records) + len(p.rejected) + p.held_out for p in plans.values())
     _check_error_limit(sum(len(p.rejected) for p in plans.values()), read_total, limit, strict, plans)
     if dry_run:
@@ -260,6 +253,14 @@ def build(
         "holdout": {"spec": holdout_classes, "classes": held, "names": [classes[label].name for label in held],
                     "kept_out_of": [s for s in split_names if holdout.is_training_split(s)]} if held else None,
         "splits": {s: vars(summary) for s, summary in summaries.items()},
+        # Every option that shaped this output, as `vlconvert build --config` reads it back.
+        "config": recorded_config(
+            adapter=adapter, root=root, splits=split_names, templates=list(templates or []),
+            template_mix=dict(template_mix) if template_mix else None, all_templates=all_templates,
+            zeroshot_prompts=zeroshot_prompts, holdout_classes=holdout_classes, resize=resize, resize_mode=resize_mode,
+            image_format=image_format, quality=quality, upscale=upscale, shard_size=shard_size,
+            shard_max_bytes=shard_max_bytes, seed=seed, strict=strict, max_error_rate=max_error_rate,
+            adapter_options=dict(adapter_options or {})),
     })
     summary = BuildSummary(out, summaries, time.perf_counter() - started, by_stage, prompts.duplicates, state["resumed_tasks"])
     _check_error_limit(len(all_rejected), read_total, limit, strict, summary=summary)
@@ -267,7 +268,7 @@ def build(
 
 
 def _check_error_limit(errors: int, read: int, limit: float | None, strict: bool, plans=None, summary=None) -> None:
-    if limit is None or errors <= limit * read:
+    if limit is None or Fraction(errors, max(read, 1)) <= Fraction(str(limit)):  # exact: 29/100 is within 0.29
         return
     allowed = "--strict allows none" if strict else f"--max-error-rate allows {limit:.2%}"
     if summary is None:
@@ -276,6 +277,29 @@ def _check_error_limit(errors: int, read: int, limit: float | None, strict: bool
                               f"First: {first.key} ({first.source}): {first.reason}. Nothing was written.")
     raise TooManyRejected(f"{errors} of {read} records were rejected ({errors / read:.2%}); {allowed}. "
                           f"The build is complete; see {summary.out.rstrip('/')}/{files.ERRORS}", summary)
+
+
+def _read_and_plan(adapter, root, adapter_options, splits, templates, template_mix, all_templates, zeroshot_prompts,
+                   holdout_classes, seed, shard_size):
+    """Everything a build knows before it reads an image: classes, captions checked on every class, the plan."""
+    if isinstance(adapter, str):
+        source = create_adapter(adapter, root, dict(adapter_options or {}))
+    else:  # an adapter object from the caller's own code
+        source, adapter = adapter, getattr(adapter, "name", type(adapter).__name__)
+    classes = list(source.classes())
+    validate_classes(classes, adapter)
+    spec = caption_spec(list(templates or []), template_mix, all_templates, seed)
+    renderer = CaptionRenderer(spec.templates, classes)
+    prompts = prompt_set(zeroshot_prompts, classes, spec, renderer)
+    split_names = _choose_splits(source, splits)
+
+    held = holdout.resolve(holdout_classes, classes, seed)
+    if held and len(held) == len(classes):
+        raise VLConvertError(f"--holdout-classes {holdout_classes} holds out every class; nothing would be left to train on")
+    plans = {s: _plan(source, s, seed, shard_size, set(held) if holdout.is_training_split(s) else set()) for s in split_names}
+    first = next((p.records[0] for p in plans.values() if len(p.records)), None)
+    renderer.check_classes(first.metadata if first else None)
+    return adapter, classes, spec, prompts, split_names, held, plans
 
 
 def _describe_captions(spec: CaptionSpec, defaulted: bool) -> dict:
@@ -320,14 +344,32 @@ def _choose_splits(source, splits: Sequence[str] | None) -> list[str]:
     unknown = [s for s in chosen if s not in available]
     if unknown:
         raise VLConvertError(f"split {unknown[0]!r} not found; {source.name} has: {', '.join(available)}")
+    # A split names a folder in OUT: "../x" from a data file must not write outside it.
+    unusable = [s for s in chosen if not is_valid_key(s)]
+    if unusable:
+        raise VLConvertError(f"split name {unusable[0]!r} (from the dataset) cannot name a folder: letters, digits, '_' and '-' only")
     return chosen
 
 
 def _plan(source, split: str, seed: int, shard_size: int, held: set[int]) -> _SplitPlan:
     records = source.records(split)
-    if not isinstance(records, Sequence):
-        records = list(records)  # plugin adapters may yield; planning needs random access
+    rejected = list(source.rejected(split))
+    if not isinstance(records, Sequence) or isinstance(records, (list, tuple)):
+        # A plugin's records: planning needs random access, and a repeated key would merge two samples.
+        records, repeated = _first_of_each_key(records, split)
+        rejected += repeated
     held_out = 0
     if held:
         records, held_out = holdout.exclude(records, held)
-    return _SplitPlan(records, list(source.rejected(split)), plan_split(split, len(records), seed, shard_size), held_out)
+    return _SplitPlan(records, rejected, plan_split(split, len(records), seed, shard_size), held_out)
+
+
+def _first_of_each_key(records, split: str) -> tuple[list[Record], list[Rejected]]:
+    kept, repeated, seen = [], [], set()
+    for record in records:
+        if record.key in seen:
+            repeated.append(Rejected(split, record.key, record.source or str(record.image)[:200], f"duplicate key {record.key}", "adapter"))
+        else:
+            seen.add(record.key)
+            kept.append(record)
+    return kept, repeated

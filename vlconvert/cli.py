@@ -13,26 +13,25 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sys
 
 import click
+from click.core import ParameterSource
 
 from . import __version__
 from .build import DEFAULT_SHARD_SIZE, BuildSummary, PlanSummary, build
 from .cli_captions import captions_group
+from .cli_inspect import inspect_command
 from .cli_lit import lit_train_command, zeroshot_command
 from .cli_progress import ProgressLine
 from .cli_validate import validate_command
+from .config import load_config, parse_size
 from .executors import EXECUTORS
 from .export import export_clip_benchmark
 from .images import OUTPUT_FORMATS, RESIZE_MODES
 from .prompts import DEFAULT_PROMPT_SET
 from .records import BuildFailed, TooManyRejected, VLConvertError
 from .registry import available_adapters, describe
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(i?)B?)?\s*$", re.IGNORECASE)
-_POWERS = {"K": 1, "M": 2, "G": 3, "T": 4}
 
 
 class ByteSize(click.ParamType):
@@ -41,18 +40,10 @@ class ByteSize(click.ParamType):
     name = "SIZE"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            size = value
-        else:
-            match = _SIZE_RE.match(str(value))
-            if not match:
-                self.fail(f"{value!r} is not a size such as 500MB or 2GiB", param, ctx)
-            number, unit, binary = match.groups()
-            base = 1024 if binary else 1000
-            size = int(float(number) * base ** _POWERS[unit.upper()]) if unit else int(float(number))
-        if size < 1:
-            self.fail("must be at least 1 byte", param, ctx)
-        return size
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _weights(ctx, param, value):
@@ -97,9 +88,12 @@ def cli() -> None:
 @cli.command("build", epilog="Exit codes: 0 built (see OUT/errors.jsonl for rejected records), 1 failed while running, "
                     "2 bad input, layout or options, 3 more records rejected than --strict / --max-error-rate allow, "
                     "130 interrupted (rerun the same command to resume).")
-@click.option("--adapter", "-a", required=True, help="Dataset reader, e.g. inat2021 (see `vlconvert adapters`).")
-@click.option("--root", "-r", required=True, help="The dataset's folder (or fsspec URL), in its official release layout.")
-@click.option("--out", "-o", required=True, help="Output folder (or fsspec URL) for shards and side files.")
+@click.option("--config", "config_file", metavar="FILE",
+              help="Read the build options from a TOML or JSON file (keys as in docs/configuration.md), or from a build's "
+                   "manifest.json to repeat that build; options given on the command line override the file's.")
+@click.option("--adapter", "-a", help="Dataset reader, e.g. inat2021 (see `vlconvert adapters`). Required, here or in --config.")
+@click.option("--root", "-r", help="The dataset's folder (or fsspec URL), in its official release layout. Required, here or in --config.")
+@click.option("--out", "-o", help="Output folder (or fsspec URL) for shards and side files. Required, here or in --config.")
 @click.option("--split", "splits", multiple=True, help="Split to convert; repeat for several. Default: every split found.")
 @click.option("--template", "-t", "templates", multiple=True, metavar="NAME|FILE.j2",
               help="Caption template: a built-in name or a .j2 file. The first fills KEY.txt, each further one "
@@ -144,7 +138,8 @@ def cli() -> None:
 @click.option("--dry-run", is_flag=True, help="Read the metadata and plan the shards; print what would be built, touch no image or file.")
 @click.option("--option", "adapter_options", multiple=True, metavar="KEY=VALUE", callback=_key_value,
               help="An option passed to the adapter; repeat for several.")
-def build_command(adapter, root, out, no_resume, **options):
+@click.pass_context
+def build_command(ctx, config_file, no_resume, **options):
     """Convert a dataset into webdataset tar shards with captions.
 
     \b
@@ -157,6 +152,12 @@ def build_command(adapter, root, out, no_resume, **options):
       vlconvert build --adapter inat2021 --root data/inat2021 --out shards/ \\
           --split train --split val --resize 256 --workers 8
     """
+    if config_file:
+        _apply_config(ctx, config_file, options)
+    for name in ("adapter", "root", "out"):
+        if not options[name]:
+            raise click.UsageError(f"Missing option '--{name}' (give it here or as {name} in a --config file).", ctx)
+    adapter, root, out = options.pop("adapter"), options.pop("root"), options.pop("out")
     click.echo(f"reading {adapter} dataset at {root}", err=True)
     with ProgressLine("writing shards") as progress:
         try:
@@ -176,6 +177,16 @@ def build_command(adapter, root, out, no_resume, **options):
     if summary.duplicate_classnames:
         click.echo(f"warning: classnames.txt repeats {summary.duplicate_classnames} names (compared as CLIP's tokenizer sees them); "
                    "zero-shot evaluation cannot tell those classes apart", err=True)
+
+
+def _apply_config(ctx: click.Context, path: str, options: dict) -> None:
+    """Fill ``options`` from the file, except where the command line gave an option explicitly."""
+    for name, value in load_config(path).items():
+        explicit = ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+        if name == "adapter_options":
+            options[name] = {**value, **options[name]}  # --option KEY=VALUE replaces that one key
+        elif not explicit:
+            options[name] = value
 
 
 def _print_plan(plan: PlanSummary) -> None:
@@ -229,6 +240,7 @@ cli.add_command(captions_group)
 cli.add_command(lit_train_command)
 cli.add_command(zeroshot_command)
 cli.add_command(validate_command)
+cli.add_command(inspect_command)
 
 
 def main() -> None:

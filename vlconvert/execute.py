@@ -8,6 +8,7 @@ the same code in this process and in a pool worker.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import signal
 from collections.abc import Sequence
@@ -49,7 +50,7 @@ class ShardWriter:
         result = ShardResult(split, index, [], inputs=records_digest(records))
         count = len(self.config.classes)
         for record in records:
-            if not (isinstance(record.label, int) and 0 <= record.label < count):
+            if not _is_label(record.label, count):
                 reason = f"label {record.label!r} is not one of the adapter's {count} classes (0..{count - 1})"
                 result.rejected.append(Rejected(split, record.key, record.source or _describe(record.image), reason, "adapter"))
                 continue
@@ -59,8 +60,12 @@ class ShardWriter:
                 stage = "image" if isinstance(exc, ImageError) else "caption"
                 result.rejected.append(Rejected(split, record.key, record.source or _describe(record.image), str(exc), stage))
                 continue
+            except Exception as exc:  # noqa: BLE001  one odd record (a Pillow or codec bug) must not end a 2.7M-image build
+                reason = f"unexpected {type(exc).__name__} while preparing this record: {exc}"
+                result.rejected.append(Rejected(split, record.key, record.source or _describe(record.image), reason, "image"))
+                continue
             sink.write(record.key, members)
-            result.class_counts[record.label] += 1
+            result.class_counts[operator.index(record.label)] += 1
         result.shards = sink.close()
         return commit(self.fs, self.out_path, result)
 
@@ -70,11 +75,12 @@ class ShardWriter:
         captions = [("txt", self.captions.render(primary, record))]
         captions += [(f"{t.name}.txt", self.captions.render(t, record)) for t in spec.named]
         image = prepare(read_bytes(self._locate(record.image)), self.config.image, record.crop)
-        cls = self.config.classes[record.label]
+        label = operator.index(record.label)
+        cls = self.config.classes[label]
         sample = {
             "key": record.key,
             "split": record.split,
-            "label": record.label,
+            "label": label,
             "class_name": cls.name,
             "common_name": cls.common_name,
             "taxonomy": cls.ranks,
@@ -87,7 +93,7 @@ class ShardWriter:
         }
         members = [(image.extension, image.data)] + [(member, text.encode()) for member, text in captions]
         members.append(("json", json.dumps(sample, ensure_ascii=False, default=str).encode()))
-        members.append(("cls", str(record.label).encode()))
+        members.append(("cls", str(label).encode()))
         return members
 
 
@@ -95,6 +101,15 @@ class ShardWriter:
         if isinstance(image, bytes) or "://" in image or os.path.isabs(image) or not self.config.cwd:
             return image
         return os.path.join(self.config.cwd, image)
+
+
+def _is_label(label, count: int) -> bool:
+    if isinstance(label, bool):
+        return False
+    try:
+        return 0 <= operator.index(label) < count  # numpy integers are labels too
+    except TypeError:
+        return False
 
 
 def _describe(image: str | bytes) -> str:

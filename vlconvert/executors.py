@@ -80,6 +80,15 @@ class RayShardWriter:
         return self.writer.write(split, index, records)
 
 
+def check_ray(address: str | None) -> None:
+    """Ray is installed and, for a HOST:PORT address, something answers there."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise VLConvertError("--executor ray needs Ray: pip install 'vlconvert[ray]'") from None
+    _check_reachable(address)
+
+
 def _run_ray(config: WorkerConfig, work: Work, workers: int | None, address: str | None) -> Iterator[ShardResult]:
     try:
         import ray

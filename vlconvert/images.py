@@ -116,6 +116,12 @@ def read_bytes(image: str | bytes) -> bytes:
         raise ImageError(f"cannot read image {image}: its URL scheme needs a package that is not installed ({exc})") from exc
     except ValueError as exc:
         raise ImageError(f"cannot read image {image}: {exc}") from exc
+    except Exception as exc:
+        if not remote:
+            raise
+        # A store's own error (HTTP 403, a malformed URL for the backend) belongs to this record only.
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise ImageError(f"cannot read image {image}: {type(exc).__name__}: {detail}") from exc
 
 
 def prepare(data: bytes, options: ImageOptions, crop=None) -> PreparedImage:

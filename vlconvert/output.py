@@ -45,6 +45,9 @@ def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite:
         existing = fs.ls(out_path, detail=False) if fs.isdir(out_path) else []
     except FileNotFoundError:
         existing = []
+    if [posixpath.basename(e.rstrip("/")) for e in existing] == [files.MANIFEST + ".tmp"]:
+        fs.rm(existing[0])  # a claim cut short (say, by a full disk): the folder is still ours and empty
+        existing = []
     if existing:
         manifest = _read_manifest(fs, out_path)
         if manifest is None:

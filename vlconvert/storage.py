@@ -44,8 +44,12 @@ def write_atomic(fs, path: str, data: bytes) -> None:
     if uploads_are_atomic(fs):
         fs.pipe_file(path, data)
         return
-    with fs.open(path + ".tmp", "wb") as f:
-        f.write(data)
+    try:
+        with fs.open(path + ".tmp", "wb") as f:
+            f.write(data)
+    except BaseException:
+        fs.rm(path + ".tmp") if fs.exists(path + ".tmp") else None  # a full disk must not leave a stray half file
+        raise
     fs.mv(path + ".tmp", path)
 
 

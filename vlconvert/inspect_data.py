@@ -1,0 +1,217 @@
+"""``vlconvert inspect``: what a finished build holds, read cheaply enough to run on a full-size build.
+
+Counts come from ``manifest.json`` (per split and per class, written by the
+build), so they cost nothing at any scale.  Captions and sample metadata need
+the shards themselves: those are streamed from a seeded, bounded subset of the
+shards (``max_shards``), and the samples shown are a seeded reservoir draw from
+that stream, so the same seed shows the same samples and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import posixpath
+import random
+import tarfile
+from dataclasses import dataclass, field
+
+from . import holdout
+from . import manifest as files
+from .lint import CONTEXT_LENGTH, _token_lengths
+from .records import VLConvertError
+from .storage import filesystem
+from .validate import _read_manifest
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+FREQUENCY_PERCENTILES = (("min", 0), ("p1", 1), ("p5", 5), ("p25", 25), ("median", 50), ("p75", 75), ("p95", 95),
+                         ("p99", 99), ("max", 100))
+LENGTH_PERCENTILES = (("min", 0), ("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
+MAX_ERRORS_LISTED = 20
+
+
+@dataclass
+class Sample:
+    split: str
+    shard: str
+    key: str
+    captions: dict[str, str]  # member suffix ("txt", "scientific.txt") → caption
+    info: dict  # KEY.json
+    image: bytes | None = None
+    image_ext: str = ""
+
+
+@dataclass
+class SplitRow:
+    split: str
+    shards: int
+    samples: int
+    classes_present: int
+    bytes: int
+    errors: int
+
+
+@dataclass
+class Inspection:
+    out: str
+    manifest: dict
+    rows: list[SplitRow]
+    num_classes: int
+    templates: list[str]
+    frequency_split: str | None = None
+    class_counts: list[int] = field(default_factory=list)
+    cutoffs: tuple[int, int] | None = None  # (tail below, head from), as `vlconvert zeroshot` cuts them
+    groups: dict[str, int] = field(default_factory=dict)
+    read_shards: list[str] = field(default_factory=list)  # the shards streamed, as the manifest names them
+    shards_total: int = 0
+    samples_read: int = 0
+    samples: list[Sample] = field(default_factory=list)
+    char_lengths: list[int] = field(default_factory=list)
+    token_lengths: list[int] | None = None
+    tokenizer_note: str = ""
+    errors_by_stage: dict[str, int] = field(default_factory=dict)
+    errors_total: int = 0
+    first_errors: list[dict] = field(default_factory=list)
+
+    @property
+    def shards_read(self) -> int:
+        return len(self.read_shards)
+
+    @property
+    def over_context(self) -> int:
+        return sum(n > CONTEXT_LENGTH for n in self.token_lengths or [])
+
+
+def percentiles(values, points=FREQUENCY_PERCENTILES) -> dict[str, int]:
+    """Nearest-rank percentiles, the same rule ``captions lint`` uses, so the two agree on one caption set."""
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+    return {name: ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] for name, p in points}
+
+
+def frequency_groups(counts: list[int]) -> tuple[tuple[int, int] | None, dict[str, int]]:
+    """Head/medium/tail cut at the thirds of the classes' counts, as ``vlconvert zeroshot`` groups its accuracy,
+    so a class is 'tail' here exactly when it is 'tail' in a zero-shot report.  Classes with no image belong to none."""
+    trained = sorted(c for c in counts if c > 0)
+    if not trained:
+        return None, {}
+    low, high = trained[len(trained) // 3], trained[2 * len(trained) // 3]
+    groups = {"head": sum(c >= high for c in trained), "medium": sum(low <= c < high for c in trained),
+              "tail": sum(c < low for c in trained)}
+    return (low, high), groups
+
+
+def inspect(out: str, *, samples: int = 5, seed: int = 0, max_shards: int = 20) -> Inspection:
+    fs, path = filesystem(out, "OUT")
+    manifest = _read_manifest(fs, out, path)
+    if manifest is None:
+        raise VLConvertError(f"{out}: its {files.MANIFEST} is not valid JSON (run `vlconvert validate {out}`)")
+    splits = {s: i for s, i in (manifest.get("splits") or {}).items() if isinstance(i, dict)}
+    rows = [SplitRow(s, len(i.get("shards") or []), int(i.get("written", 0)), sum(c > 0 for c in i.get("class_counts") or []),
+                     sum(int(sh.get("bytes", 0)) for sh in i.get("shards") or []), int(i.get("errored", 0)))
+            for s, i in splits.items()]
+    templates = [f"{t.get('name')} ({'KEY.' + t['member'] if 'member' in t else '?'})"
+                 for t in manifest.get("templates") or [] if isinstance(t, dict)]
+    result = Inspection(out, manifest, rows, int(manifest.get("num_classes") or 0), templates)
+
+    # The training split is what head/tail means for a model; without one, the largest split says most.
+    training = [s for s in splits if holdout.is_training_split(s) and splits[s].get("class_counts")]
+    counted = training or sorted((s for s in splits if splits[s].get("class_counts")), key=lambda s: -splits[s].get("written", 0))
+    if counted:
+        result.frequency_split = counted[0]
+        result.class_counts = [int(c) for c in splits[counted[0]]["class_counts"]]
+        result.cutoffs, result.groups = frequency_groups(result.class_counts)
+
+    captions = _read_shards(fs, path, splits, result, samples, seed, max_shards)
+    result.token_lengths, result.tokenizer_note = _token_lengths(captions)
+    _read_errors(fs, path, manifest, result)
+    return result
+
+
+def _pick_shards(splits: dict, seed: int, max_shards: int) -> list[tuple[str, str]]:
+    """A seeded subset, taken round-robin across splits so every split is represented before any gets a second shard."""
+    rng = random.Random(f"vlconvert-inspect:{seed}")
+    queues = []
+    for split, info in splits.items():
+        names = [sh["name"] for sh in info.get("shards") or [] if isinstance(sh, dict) and "name" in sh]
+        rng.shuffle(names)
+        queues.append([(split, n) for n in names])
+    picked: list[tuple[str, str]] = []
+    while len(picked) < max_shards and any(queues):
+        for queue in queues:
+            if queue and len(picked) < max_shards:
+                picked.append(queue.pop(0))
+    return picked
+
+
+def _read_shards(fs, path: str, splits: dict, result: Inspection, k: int, seed: int, max_shards: int) -> list[str]:
+    """Fills the counts and the sample reservoir; returns the KEY.txt captions read, for the tokenizer."""
+    captions: list[str] = []
+    reservoir: list[tuple[float, int, Sample]] = []  # max-heap on the key: the largest kept key is evicted first
+    picked = _pick_shards(splits, seed, max_shards)
+    result.shards_total = sum(len(i.get("shards") or []) for i in splits.values())
+    rng = random.Random(f"vlconvert-inspect-samples:{seed}")
+    for split, name in picked:
+        with fs.open(posixpath.join(path, name), "rb") as f:
+            for sample in _stream(f, split, name):
+                result.samples_read += 1
+                primary = sample.captions.get("txt")
+                if primary is not None:
+                    result.char_lengths.append(len(primary))
+                    captions.append(primary)
+                # A uniform draw from a stream of unknown length holding only k images: keep the k smallest random
+                # keys.  The n smallest are the same for any k >= n, so -n 5 shows the HTML grid's first five.
+                priority = (rng.random(), result.samples_read)
+                if len(reservoir) < k:
+                    heapq.heappush(reservoir, (-priority[0], -priority[1], sample))
+                elif k and priority[0] < -reservoir[0][0]:
+                    heapq.heapreplace(reservoir, (-priority[0], -priority[1], sample))
+        result.read_shards.append(name)
+    result.samples = [entry[2] for entry in sorted(reservoir, key=lambda e: (-e[0], -e[1]))]
+    return captions
+
+
+def _stream(f, split: str, shard: str):
+    """Samples of a tar read front to back (``r|``: no seeking, so an object store streams it once)."""
+    current: Sample | None = None
+    with tarfile.open(fileobj=f, mode="r|") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            base = posixpath.basename(member.name)
+            key, _, suffix = base.partition(".")  # webdataset's rule: the key ends at the first dot
+            if current is None or current.key != key:
+                if current is not None:
+                    yield current
+                current = Sample(split, shard, key, {}, {})
+            data = tar.extractfile(member).read()
+            if suffix == "txt" or suffix.endswith(".txt"):
+                current.captions[suffix] = data.decode("utf-8", "replace")
+            elif suffix == "json":
+                try:
+                    current.info = json.loads(data)
+                except ValueError:
+                    current.info = {}
+            elif suffix.lower() in IMAGE_EXTENSIONS:
+                current.image, current.image_ext = data, suffix.lower()
+    if current is not None:
+        yield current
+
+
+def _read_errors(fs, path: str, manifest: dict, result: Inspection) -> None:
+    errors = manifest.get("errors") or {}
+    result.errors_by_stage = {str(k): int(v) for k, v in (errors.get("by_stage") or {}).items()}
+    result.errors_total = int(errors.get("count") or sum(result.errors_by_stage.values()))
+    name = posixpath.join(path, errors.get("file") or files.ERRORS)
+    if not fs.exists(name):
+        return
+    with fs.open(name, "rb") as f:  # only the head: errors.jsonl of a large build can hold millions of lines
+        for line in f:
+            if len(result.first_errors) >= MAX_ERRORS_LISTED:
+                break
+            try:
+                result.first_errors.append(json.loads(line))
+            except ValueError:
+                result.first_errors.append({"reason": line.decode("utf-8", "replace").strip()})
+
