@@ -24,6 +24,8 @@ CHUNK_ROWS = 20_000
 _READ_BUFFER = 1 << 20
 _MISSING = object()
 ESCAPES_ROOT = "_file_name_escapes_root"
+# The joined label; a name no image field uses (iNat entries may carry their own "label").
+LABEL = "_vlconvert_label"
 
 
 def read_list(
@@ -137,7 +139,7 @@ def require_columns(table: pa.Table, columns: tuple[str, ...], path: str, sectio
 class LabelledImages:
     """The images of one split joined to their labels, plus what could not be joined."""
 
-    table: pa.Table  # every image entry's fields, plus "label"
+    table: pa.Table  # every image entry's fields, plus LABEL
     rows: pa.Array  # positions in ``table`` of the usable images; a filtered copy would double memory
     rejected: list[Rejected] = field(default_factory=list)
 
@@ -152,7 +154,7 @@ def join_labels(
     require_columns(images, ("id", "file_name"), path, "images")
     require_columns(annotations, ("image_id", "category_id"), path, "annotations")
     if images.num_rows == 0:
-        return LabelledImages(images.append_column("label", pa.array([], pa.int64())), pa.array([], pa.int64()))
+        return LabelledImages(images.append_column(LABEL, pa.array([], pa.int64())), pa.array([], pa.int64()))
     ids, file_names = images["id"], images["file_name"]
     if not (pa.types.is_integer(ids.type) or pa.types.is_string(ids.type) or pa.types.is_null(ids.type)):
         raise VLConvertError(f"{path}: image ids must be integers or strings, found {ids.type} values")
@@ -198,7 +200,7 @@ def join_labels(
         for i in sorted(reasons)
     ]
     rows = pc.indices_nonzero(pc.invert(bad)).cast(pa.int64())
-    return LabelledImages(images.append_column("label", label.cast(pa.int64())), rows, rejected)
+    return LabelledImages(images.append_column(LABEL, label.cast(pa.int64())), rows, rejected)
 
 
 def _invalid_keys(ids) -> pa.Array:

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from vlconvert.records import ClassInfo, Record, Rejected, VLConvertError
 
-from ._coco import CHUNK_ROWS, ESCAPES_ROOT, LabelledImages, flag_paths_escaping_root, join_labels, read_list, require_columns
+from ._coco import CHUNK_ROWS, ESCAPES_ROOT, LABEL, LabelledImages, flag_paths_escaping_root, join_labels, read_list, require_columns
 from ._release import ReleaseFiles
 
 # (rank in the taxonomy, field of the category).  The species rank holds the
@@ -140,7 +140,7 @@ class INatRecords(Sequence):
         """Every record's label, without building the records (holding classes out of 2.7M images)."""
         if not self._batches:
             return []
-        return pa.chunked_array([b.column("label") for b in self._batches]).take(self._rows).to_pylist()
+        return pa.chunked_array([b.column(LABEL) for b in self._batches]).take(self._rows).to_pylist()
 
     def take(self, indices) -> list[Record]:
         wanted: dict[int, list[tuple[int, int]]] = defaultdict(list)  # batch → [(row in batch, output position)]
@@ -156,7 +156,7 @@ class INatRecords(Sequence):
 
     def _record(self, row: dict) -> Record:
         file_name = row.pop("file_name")
-        label = row.pop("label")
+        label = row.pop(LABEL)
         row.pop(ESCAPES_ROOT, None)
         return Record(
             key=str(row["id"]),

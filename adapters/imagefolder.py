@@ -15,8 +15,11 @@ taxonomic captions.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import re
+
+from fsspec.implementations.local import LocalFileSystem
 
 from vlconvert.records import VLConvertError
 
@@ -84,7 +87,7 @@ class ImageFolderAdapter(ReleaseAdapter):
 
     def _rows(self, folder: str, class_name: str, split: str | None) -> list[ImageRow]:
         rows = []
-        for path in sorted(self.files.fs.find(self.files.join(folder))):
+        for path in sorted(self._files_under(folder)):
             relative = posixpath.relpath(path, self.files.path)
             if any(part.startswith(".") for part in relative.split("/")):
                 continue  # .DS_Store, .ipynb_checkpoints: not part of the dataset
@@ -93,6 +96,17 @@ class ImageFolderAdapter(ReleaseAdapter):
             problem = None if extension in IMAGE_EXTENSIONS else f"not an image file (extension {extension or 'none'})"
             rows.append(ImageRow(path_key(relative), relative, class_name, row_split, {"path": relative}, problem=problem))
         return rows
+
+    def _files_under(self, folder: str) -> list[str]:
+        path = self.files.join(folder)
+        if not isinstance(self.files.fs, LocalFileSystem):
+            return self.files.fs.find(path)
+
+        # fsspec's find skips a folder it cannot list; its images would vanish without a trace.
+        def fail(error: OSError) -> None:
+            raise VLConvertError(f"{error.filename}: cannot list this folder ({error.strerror}); its images would be lost")
+
+        return [posixpath.join(top, name) for top, _, names in os.walk(path, onerror=fail, followlinks=True) for name in names]
 
     def _in_val(self, relative: str) -> bool:
         if not self.val_fraction:

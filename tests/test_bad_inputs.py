@@ -250,3 +250,34 @@ def test_paths_outside_a_table_root_are_refused(tmp_path):
     allowed = vlconvert.build("table", str(tmp_path / "data"), str(tmp_path / "out2"), adapter_options={"allow_outside_root": "true"})
     assert allowed.written == 4
     assert os.path.exists(tmp_path / "out2" / "manifest.json")
+
+
+def test_an_unreadable_class_folder_stops_the_build_instead_of_losing_its_images(tmp_path):
+    for cls in ("Pica pica", "Pica hudsonia"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "data" / cls / "x.jpg")
+    (tmp_path / "data" / "Pica hudsonia" / "more").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "Pica hudsonia" / "more" / "y.jpg")
+    (tmp_path / "data" / "Pica hudsonia" / "more").chmod(0)
+    try:
+        result = subprocess.run([VLCONVERT, "build", "--adapter", "imagefolder", "--root", str(tmp_path / "data"),
+                                 "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                                preexec_fn=drop_file_permission_override)
+    finally:
+        (tmp_path / "data" / "Pica hudsonia" / "more").chmod(0o755)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "more: cannot list this folder (Permission denied)" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_an_image_field_named_label_does_not_collide_with_the_joined_label(tmp_path):
+    root = make_inat_root(tmp_path / "inat", per_class={"train": 2, "val": 1})
+    for split in ("train", "val"):
+        doc = read_json(root / f"{split}.json")
+        for image in doc["images"]:
+            image["label"] = "user's own field"
+        write_json(root / f"{split}.json", doc)
+    summary = vlconvert.build("inat2021", str(root), str(tmp_path / "out"), holdout_classes=0.25)
+    assert summary.errored == 0 and summary.splits["val"].written == 12
+    with tarfile.open(tmp_path / "out" / "val" / "val-000000.tar") as tar:
+        sample = json.loads(tar.extractfile(next(m for m in tar.getmembers() if m.name.endswith(".json"))).read())
+    assert sample["metadata"]["label"] == "user's own field" and isinstance(sample["label"], int)
