@@ -185,3 +185,21 @@ def test_counts_that_do_not_add_up(out):
     (out / "manifest.json").write_text(json.dumps(manifest))
     assert problems(out) == ["manifest.json split val: read 13 is not written 12 + errored 0 + held out 0",
                              "errors.jsonl: 1 lines, the manifest counts 0 errors"]
+
+
+def test_a_split_the_manifest_lost_and_mistyped_fields_are_reported_not_crashed(tmp_path):
+    root = make_inat_root(tmp_path / "inat", per_class={"train": 1, "val": 1})
+    out = tmp_path / "out"
+    vlconvert.build("inat2021", str(root), str(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["splits"]["val"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert [str(p) for p in validate(str(out)).problems] == ["val/: holds .tar shards, but manifest.json lists no such split"]
+    for field, value in (("num_classes", "12"), ("splits", ["train"])):
+        broken = {**manifest, field: value}
+        (out / "manifest.json").write_text(json.dumps(broken))
+        (problem,) = validate(str(out)).problems
+        assert problem.where == "manifest.json" and field in problem.what
+    manifest["splits"]["train"]["shards"][0]["name"] = 7
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert "shards[0] is not a shard entry" in str(validate(str(out)).problems[0])

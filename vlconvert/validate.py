@@ -67,8 +67,15 @@ def validate(out: str, *, decode: bool = True, workers: int = 1,
         return report
     if report.status != "complete":
         report.add(files.MANIFEST, f"status is {report.status!r}, not 'complete'")
+    for what in _structure_problems(manifest):
+        report.add(files.MANIFEST, what)
+    if report.problems:
+        return report  # the fields the checks below read are not what a build writes
     splits = manifest.get("splits") or {}
     report.splits = list(splits)
+    for folder in _folders_with_shards(fs, path):
+        if folder not in splits:
+            report.add(f"{folder}/", "holds .tar shards, but manifest.json lists no such split")
     num_classes = manifest.get("num_classes") or 0
     captions = tuple(t["member"] for t in manifest.get("templates") or [] if isinstance(t, dict) and "member" in t) or ("txt",)
     rules = SampleRules(num_classes, captions, decode)
@@ -117,6 +124,43 @@ def _read_manifest(fs, out: str, path: str) -> dict | None:
     if not isinstance(data, dict) or "format_version" not in data or "status" not in data:
         raise VLConvertError(f"{out}: its {files.MANIFEST} is not a vlconvert manifest")
     return data
+
+
+def _structure_problems(manifest: dict) -> Iterator[str]:
+    """A hand-edited or damaged manifest is reported, field by field, instead of crashing the checks."""
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    if not whole(manifest.get("num_classes", 0)):
+        yield f"num_classes is {manifest.get('num_classes')!r}, not a count"
+    splits = manifest.get("splits", {})
+    if not isinstance(splits, dict):
+        yield f"splits is a {type(splits).__name__}, not a mapping of split name to its account"
+        return
+    for split, info in splits.items():
+        if not isinstance(info, dict):
+            yield f"split {split}: its entry is a {type(info).__name__}, not a mapping"
+            continue
+        for name in ("read", "written", "errored"):
+            if name in info and not whole(info[name]):
+                yield f"split {split}: {name} is {info[name]!r}, not a count"
+        counts = info.get("class_counts", [])
+        if not isinstance(counts, list) or not all(whole(c) for c in counts):
+            yield f"split {split}: class_counts is not a list of counts"
+        for n, shard in enumerate(info.get("shards", []) if isinstance(info.get("shards", []), list) else []):
+            if not isinstance(shard, dict) or not isinstance(shard.get("name"), str) or not whole(shard.get("samples")) \
+                    or not whole(shard.get("bytes")) or not isinstance(shard.get("sha256"), str):
+                yield f"split {split}: shards[{n}] is not a shard entry (name, samples, bytes, sha256)"
+
+
+def _folders_with_shards(fs, path: str) -> list[str]:
+    found = []
+    for entry in fs.ls(path, detail=True):
+        if entry["type"] == "directory":
+            name = posixpath.basename(entry["name"].rstrip("/"))
+            if not name.startswith("_") and any(p.endswith(".tar") for p in fs.ls(entry["name"], detail=False)):
+                found.append(name)
+    return sorted(found)
 
 
 def _shards(report: ValidationReport, split: str, info) -> list[dict]:
