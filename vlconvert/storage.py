@@ -48,7 +48,8 @@ def write_atomic(fs, path: str, data: bytes) -> None:
         with fs.open(path + ".tmp", "wb") as f:
             f.write(data)
     except BaseException:
-        fs.rm(path + ".tmp") if fs.exists(path + ".tmp") else None  # a full disk must not leave a stray half file
+        if fs.exists(path + ".tmp"):  # a full disk must not leave a stray half file
+            fs.rm(path + ".tmp")
         raise
     fs.mv(path + ".tmp", path)
 
