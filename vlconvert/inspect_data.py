@@ -14,6 +14,7 @@ import json
 import posixpath
 import random
 import tarfile
+from collections import Counter
 from dataclasses import dataclass, field
 
 from . import holdout
@@ -90,16 +91,28 @@ def percentiles(values, points=FREQUENCY_PERCENTILES) -> dict[str, int]:
     return {name: ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] for name, p in points}
 
 
-def frequency_groups(counts: list[int]) -> tuple[tuple[int, int] | None, dict[str, int]]:
-    """Head/medium/tail cut at the thirds of the classes' counts, as ``vlconvert zeroshot`` groups its accuracy,
-    so a class is 'tail' here exactly when it is 'tail' in a zero-shot report.  Classes with no image belong to none."""
+def frequency_cutoffs(counts) -> tuple[int, int] | None:
+    """(tail below, head from): the thirds of the counts of classes that have images.
+
+    ``vlconvert zeroshot`` groups its accuracy with the same cut, so a class is 'tail'
+    here exactly when it is 'tail' in a zero-shot report.  Classes with no image belong to none."""
     trained = sorted(c for c in counts if c > 0)
     if not trained:
+        return None
+    return trained[len(trained) // 3], trained[2 * len(trained) // 3]
+
+
+def frequency_group(count: int, cutoffs: tuple[int, int]) -> str:
+    low, high = cutoffs
+    return "head" if count >= high else "tail" if count < low else "medium"
+
+
+def frequency_groups(counts: list[int]) -> tuple[tuple[int, int] | None, dict[str, int]]:
+    cutoffs = frequency_cutoffs(counts)
+    if cutoffs is None:
         return None, {}
-    low, high = trained[len(trained) // 3], trained[2 * len(trained) // 3]
-    groups = {"head": sum(c >= high for c in trained), "medium": sum(low <= c < high for c in trained),
-              "tail": sum(c < low for c in trained)}
-    return (low, high), groups
+    groups = Counter(frequency_group(c, cutoffs) for c in counts if c > 0)
+    return cutoffs, {name: groups[name] for name in ("head", "medium", "tail")}
 
 
 def inspect(out: str, *, samples: int = 5, seed: int = 0, max_shards: int = 20) -> Inspection:

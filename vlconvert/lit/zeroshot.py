@@ -19,6 +19,7 @@ import open_clip
 import torch
 
 from vlconvert import holdout
+from vlconvert.inspect_data import frequency_cutoffs, frequency_group
 from vlconvert.records import VLConvertError
 from vlconvert.storage import filesystem
 
@@ -192,15 +193,13 @@ def _by_frequency(recall: dict, correct, labels, train_counts: list[int]) -> dic
     """Accuracy over head, medium and tail classes, cut at the thirds of the training-count distribution.
 
     Classes with no training image (held out) belong to none; classes with equal counts share a group."""
-    trained = sorted(train_counts[c] for c in recall if train_counts[c] > 0)
-    if not trained:
+    cutoffs = frequency_cutoffs(train_counts[c] for c in recall)
+    if cutoffs is None:
         return {}
-    low, high = trained[len(trained) // 3], trained[2 * len(trained) // 3]
     groups = {"head": [], "medium": [], "tail": []}
     for c in recall:
-        count = train_counts[c]
-        if count > 0:
-            groups["head" if count >= high else "tail" if count < low else "medium"].append(c)
+        if train_counts[c] > 0:
+            groups[frequency_group(train_counts[c], cutoffs)].append(c)
     out = {}
     for name, members in groups.items():
         mask = torch.isin(labels, torch.tensor(members, dtype=labels.dtype))
