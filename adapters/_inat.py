@@ -46,10 +46,10 @@ class INatReleaseAdapter:
     chunk_rows = CHUNK_ROWS  # JSON list items per spilled Arrow chunk
     category_section = "categories"  # where category_file() keeps them; "" when the file is the list itself
 
-    def __init__(self, root: str, spill_dir: str | None = None):
+    def __init__(self, root: str, spill_dir: str | None = None, allow_outside_root: bool | str = False):
         self.root = root
         self._spill_parent = spill_dir
-        self.files = ReleaseFiles(root, self.name)
+        self.files = ReleaseFiles(root, self.name, allow_outside_root)
         self._fs, self._root_path = self.files.fs, self.files.path
         self._splits = [s for s, f in self.split_files.items() if self.files.exists(f)]
         if not self._splits:
@@ -71,6 +71,10 @@ class INatReleaseAdapter:
 
     def rejected(self, split: str) -> list[Rejected]:
         return list(self._parse(split).rejected)
+
+    @property
+    def image_root(self) -> str | None:
+        return self.files.image_root
 
     def image_location(self, file_name: str) -> str:
         return self.files.location(file_name)
@@ -112,7 +116,8 @@ class INatReleaseAdapter:
             path = self._json_path(split)
             spill = os.path.join(self._spill_dir, split)
             os.makedirs(spill, exist_ok=True)
-            images = read_list(self._fs, path, "images", spill, self.chunk_rows, annotate=flag_paths_escaping_root)
+            flag = None if self.files.allow_outside_root else flag_paths_escaping_root
+            images = read_list(self._fs, path, "images", spill, self.chunk_rows, annotate=flag)
             annotations = read_list(self._fs, path, "annotations", spill, self.chunk_rows)
             self._parsed[split] = join_labels(images, annotations, self._categories["id"], split, path)
         return self._parsed[split]

@@ -12,16 +12,22 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fsspec.implementations.local import LocalFileSystem
+
 from vlconvert.records import ClassInfo, Record, Rejected, VLConvertError, is_valid_key
 from vlconvert.storage import filesystem
 
 
 class ReleaseFiles:
-    """The files of one dataset release under ROOT (a local folder or an fsspec URL)."""
+    """The files of one dataset release under ROOT (a local folder or an fsspec URL).
 
-    def __init__(self, root: str, dataset: str):
+    ``allow_outside_root``: the release's paths and links may lead out of ROOT (by
+    default a path leaving it is rejected, and a local image must resolve inside it)."""
+
+    def __init__(self, root: str, dataset: str, allow_outside_root: bool | str = False):
         self.root = root
         self.dataset = dataset
+        self.allow_outside_root = option_bool(allow_outside_root, "allow_outside_root")
         self.fs, self.path = filesystem(root, "--root")
         self._protocol = root.split("://", 1)[0] if "://" in root else None
         if not self.fs.isdir(self.path):
@@ -30,11 +36,22 @@ class ReleaseFiles:
     def join(self, *parts: str) -> str:
         return posixpath.join(self.path, *parts)
 
+    @property
+    def image_root(self) -> str | None:
+        """The folder local images must resolve into; None when the release may lead anywhere (or is remote)."""
+        return None if self.allow_outside_root or not isinstance(self.fs, LocalFileSystem) else self.path
+
     def exists(self, relative: str) -> bool:
         return self.fs.exists(self.join(relative))
 
     def location(self, relative: str) -> str:
-        """What a Record's ``image`` should hold for a file named by the release; URLs and absolute paths stay."""
+        """What a Record's ``image`` should hold for a file named by the release; URLs and absolute paths stay.
+
+        A ``file://`` path is the local path it names, read as :func:`leaves_root` checked it: a
+        relative one is relative to the root, never to the folder vlconvert happens to run in."""
+        scheme, sep, rest = relative.partition("://")
+        if sep and scheme.lower() == "file" and "::" not in relative and not rest.startswith("/"):
+            relative = rest
         if "://" in relative or relative.startswith("/"):
             return relative
         path = self.join(relative)
@@ -108,6 +125,7 @@ class Release:
     classes: list[ClassInfo]
     records: dict[str, list[Record]] = field(default_factory=dict)
     rejected: dict[str, list[Rejected]] = field(default_factory=dict)
+    ignored: dict[str, list[str]] = field(default_factory=dict)  # hidden entries, by split
 
 
 class ReleaseAdapter:
@@ -116,9 +134,17 @@ class ReleaseAdapter:
     name = ""
     description = ""
 
-    def __init__(self, root: str):
-        self.files = ReleaseFiles(root, self.name)
+    def __init__(self, root: str, allow_outside_root: bool | str = False):
+        self.files = ReleaseFiles(root, self.name, allow_outside_root)
         self._release: Release | None = None
+
+    @property
+    def image_root(self) -> str | None:
+        return self.files.image_root
+
+    def ignored(self, split: str) -> list[str]:
+        """Entries left out by convention (hidden files), for the manifest's count and --dry-run's list."""
+        return self.release.ignored.get(split, [])
 
     def load(self) -> Release:
         raise NotImplementedError
@@ -159,12 +185,11 @@ class ImageRow:
 
 def assemble(
     files: ReleaseFiles, rows: Sequence[ImageRow], label_of: Mapping[str, int], splits: Sequence[str], where: str,
-    outside_root_ok: bool = False,
 ) -> tuple[dict[str, list[Record]], dict[str, list[Rejected]]]:
     """Records per split for every row that can be one; a Rejected, with its reason, for every other.
 
     A path that leaves the release's folder (absolute, ``..``, ``file://``) is refused, never
-    read, unless ``outside_root_ok``: a dataset file must not make vlconvert read /etc/passwd.
+    read, unless the release allows it: a dataset file must not make vlconvert read /etc/passwd.
     Remote URLs (``https://``, ``s3://``) are references by design and stay."""
     records: dict[str, list[Record]] = {s: [] for s in splits}
     rejected: dict[str, list[Rejected]] = {s: [] for s in splits}
@@ -172,7 +197,7 @@ def assemble(
     for row in rows:
         split = row.split if row.split in records else splits[0]
         reason = _reason(row, splits, label_of)
-        if not reason and not outside_root_ok and leaves_root(files.join(""), row.path):
+        if not reason and not files.allow_outside_root and leaves_root(files.join(""), row.path):
             reason = f"path {row.path!r} points outside the dataset root"
         if not reason and (split, row.image_id) in first_seen:
             reason = f"duplicate image id {row.image_id} (first: {first_seen[split, row.image_id]})"

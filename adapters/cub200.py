@@ -26,8 +26,9 @@ class CUB200Adapter(ReleaseAdapter):
     name = "cub200"
     description = "CUB-200-2011 birds: CUB_200_2011/ as released (200 species, bounding boxes, optional attributes)"
 
-    def __init__(self, root: str, crop: bool | str = False, attribute_certainty: int | str = 3):
-        super().__init__(root)
+    def __init__(self, root: str, crop: bool | str = False, attribute_certainty: int | str = 3,
+                 allow_outside_root: bool | str = False):
+        super().__init__(root, allow_outside_root)
         self.crop = option_bool(crop, "crop")
         self.attribute_certainty = int(option_float(attribute_certainty, "attribute_certainty", 1, 4))
         self.base = "CUB_200_2011" if self.files.exists("CUB_200_2011/images.txt") else ""

@@ -27,8 +27,9 @@ class FGVCAircraftAdapter(ReleaseAdapter):
     name = "fgvc_aircraft"
     description = "FGVC-Aircraft 2013b: 100 aircraft variants in 70 families by 30 manufacturers, as released"
 
-    def __init__(self, root: str, level: str = "variant", crop_banner: bool | str = False):
-        super().__init__(root)
+    def __init__(self, root: str, level: str = "variant", crop_banner: bool | str = False,
+                 allow_outside_root: bool | str = False):
+        super().__init__(root, allow_outside_root)
         if level not in LEVELS:
             raise VLConvertError(f"option level={level!r} must be one of {', '.join(LEVELS)}")
         self.level = level

@@ -9,7 +9,11 @@ Options: ``val_fraction`` (default 0), ``seed`` (default 0), and ``taxonomy``,
 a CSV/TSV/Parquet/JSONL table with one row per class folder (column
 ``folder``, or ``taxonomy_key``) and any of ``name``, ``common_name``, the
 ranks ``kingdom`` … ``species``, and more columns, so a user's own dataset gets
-taxonomic captions.
+taxonomic captions.  ``allow_outside_root=true`` follows links that lead out of ROOT.
+
+Hidden files and folders (``.DS_Store``, ``._IMG_1.jpg``) are left out, as
+torchvision and Hugging Face leave them out; the manifest counts them per split
+and ``--dry-run`` lists them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import re
 
 from fsspec.implementations.local import LocalFileSystem
 
+from vlconvert.image_files import within
 from vlconvert.records import VLConvertError
 
 from ._release import ImageRow, Release, ReleaseAdapter, assemble, option_float
@@ -35,14 +40,15 @@ class ImageFolderAdapter(ReleaseAdapter):
     description = "ROOT/<split>/<class>/*.jpg or ROOT/<class>/*.jpg (torchvision / Hugging Face convention), optional taxonomy table"
 
     def __init__(self, root: str, val_fraction: float | str = 0, seed: int | str = 0, taxonomy: str | None = None,
-                 taxonomy_key: str | None = None):
-        super().__init__(root)
+                 taxonomy_key: str | None = None, allow_outside_root: bool | str = False):
+        super().__init__(root, allow_outside_root)
         self.val_fraction = option_float(val_fraction, "val_fraction", 0, 1)
         self.seed = int(option_float(seed, "seed", -(2**63), 2**63))
         self.taxonomy, self.taxonomy_key = taxonomy, taxonomy_key
 
     def load(self) -> Release:
-        top, loose = self._entries(self.files.path)
+        walk = _Walk(self.files)
+        top, loose = walk.entries("")
         if not top:
             raise VLConvertError(f"{self.files.root}: holds no folders; expected ROOT/<class>/*.jpg or ROOT/<split>/<class>/*.jpg")
         split_layout = any(name.lower() in SPLIT_NAMES for name in top)
@@ -60,53 +66,39 @@ class ImageFolderAdapter(ReleaseAdapter):
             splits = ["train", "val"] if self.val_fraction else ["train"]
         rows, class_names = [], set()
         for split_dir in (top if split_layout else [""]):
-            classes, files = self._entries(self.files.join(split_dir)) if split_dir else (top, loose)
+            classes, files = walk.entries(split_dir) if split_dir else (top, loose)
             rows += [self._stray(posixpath.join(split_dir, name), split_dir or "train") for name in files]
             for class_name in classes:
-                class_names.add(class_name)
-                rows += self._rows(posixpath.join(split_dir, class_name), class_name, split_dir or None)
+                class_folder = posixpath.join(split_dir, class_name)
+                found = walk.files_under(class_folder)
+                if found:
+                    class_names.add(class_name)
+                rows += [self._row(path, class_name, split_dir or None) for path in found]
+        rows += [ImageRow(path_key(path), path, None, self._split_of(path, splits, split_layout), problem=problem)
+                 for path, problem in walk.refused]
         taxonomy = read_taxonomy(self.taxonomy, self.taxonomy_key)
         classes = classes_from_keys(sorted(class_names), taxonomy, self.taxonomy_key, self.taxonomy or "")
         label_of = {c.extra["class_key"]: c.label for c in classes}
         records, rejected = assemble(self.files, rows, label_of, splits, self.files.root)
-        return Release(classes, records, rejected)
+        ignored: dict[str, list[str]] = {}
+        for path in walk.hidden:
+            ignored.setdefault(self._split_of(path, splits, split_layout), []).append(path)
+        return Release(classes, records, rejected, ignored)
 
-    def _entries(self, path: str) -> tuple[list[str], list[str]]:
-        """The folders and the files directly in ``path``, hidden ones left out; symlinked folders count as folders."""
-        folders, files = [], []
-        for entry in self.files.fs.ls(path, detail=True):
-            name = posixpath.basename(entry["name"].rstrip("/"))
-            if name.startswith("."):
-                continue
-            is_folder = entry["type"] == "directory" or (entry["type"] != "file" and self.files.fs.isdir(entry["name"]))
-            (folders if is_folder else files).append(name)
-        return sorted(folders), sorted(files)
+    def _split_of(self, relative: str, splits: list[str], split_layout: bool) -> str:
+        first = relative.split("/", 1)[0]
+        if split_layout:
+            return first if first in splits else splits[0]
+        return "val" if self._in_val(relative) else "train"
 
     def _stray(self, relative: str, split: str) -> ImageRow:
         return ImageRow(path_key(relative), relative, None, split, problem="a file outside any class folder")
 
-    def _rows(self, folder: str, class_name: str, split: str | None) -> list[ImageRow]:
-        rows = []
-        for path in sorted(self._files_under(folder)):
-            relative = posixpath.relpath(path, self.files.path)
-            if any(part.startswith(".") for part in relative.split("/")):
-                continue  # .DS_Store, .ipynb_checkpoints: not part of the dataset
-            extension = posixpath.splitext(relative)[1].lower()
-            row_split = split or ("val" if self._in_val(relative) else "train")
-            problem = None if extension in IMAGE_EXTENSIONS else f"not an image file (extension {extension or 'none'})"
-            rows.append(ImageRow(path_key(relative), relative, class_name, row_split, {"path": relative}, problem=problem))
-        return rows
-
-    def _files_under(self, folder: str) -> list[str]:
-        path = self.files.join(folder)
-        if not isinstance(self.files.fs, LocalFileSystem):
-            return self.files.fs.find(path)
-
-        # fsspec's find skips a folder it cannot list; its images would vanish without a trace.
-        def fail(error: OSError) -> None:
-            raise VLConvertError(f"{error.filename}: cannot list this folder ({error.strerror}); its images would be lost")
-
-        return [posixpath.join(top, name) for top, _, names in os.walk(path, onerror=fail, followlinks=True) for name in names]
+    def _row(self, relative: str, class_name: str, split: str | None) -> ImageRow:
+        extension = posixpath.splitext(relative)[1].lower()
+        row_split = split or ("val" if self._in_val(relative) else "train")
+        problem = None if extension in IMAGE_EXTENSIONS else f"not an image file (extension {extension or 'none'})"
+        return ImageRow(path_key(relative), relative, class_name, row_split, {"path": relative}, problem=problem)
 
     def _in_val(self, relative: str) -> bool:
         if not self.val_fraction:
@@ -120,3 +112,100 @@ def path_key(relative: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", posixpath.splitext(posixpath.basename(relative))[0]).strip("_")[:40]
     digest = hashlib.blake2b(relative.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
     return f"{stem}_{digest}" if stem else digest
+
+
+class _Walk:
+    """Lists a release's folders the way the read policy reads them (docs/security.md).
+
+    Hidden entries (``.DS_Store``, ``.ipynb_checkpoints/``, ``._IMG_1.jpg``) are left
+    out and listed in ``hidden``.  On a local disk links are not followed blindly: a
+    link to a folder outside the root (unless ``allow_outside_root``) and a link to a
+    folder already walked (a loop such as ``cat/loop -> .``, or a second path to the
+    same images) are not entered, each becoming one row in ``refused`` with its reason.
+    """
+
+    def __init__(self, files):
+        self.files = files
+        self.local = isinstance(files.fs, LocalFileSystem)
+        self.root_real = os.path.realpath(files.path) if self.local else ""
+        self.hidden: list[str] = []
+        self.refused: list[tuple[str, str]] = []  # (relative path, reason)
+        self._walked: dict[tuple[int, int], str] = {}  # (device, inode) of each folder walked → its path
+
+    def entries(self, relative: str) -> tuple[list[str], list[str]]:
+        """The folders and the files directly in ``relative`` (sorted), hidden ones left out."""
+        folders, files = [], []
+        for name, is_folder in self._list(relative):
+            (folders if is_folder else files).append(name)
+        return sorted(folders), sorted(files)
+
+    def files_under(self, relative: str) -> list[str]:
+        """Every non-hidden file below the folder ``relative``, as paths relative to the root, sorted."""
+        found, pending = [], [relative]
+        while pending:  # a stack, not recursion: a hostile tree may be thousands of folders deep
+            folder = pending.pop()
+            for name, is_folder in self._list(folder):
+                path = posixpath.join(folder, name)
+                (pending if is_folder else found).append(path)
+        return sorted(found)
+
+    def _list(self, relative: str) -> list[tuple[str, bool]]:
+        path = self.files.join(relative) if relative else self.files.path
+        if not self.local:
+            listing = []
+            for entry in self.files.fs.ls(path, detail=True):
+                name = posixpath.basename(entry["name"].rstrip("/"))
+                listing.append((name, entry["type"] == "directory"))
+            return self._visible(relative, listing)
+        if not self._enter(path, relative):
+            return []
+        listing = []
+        try:
+            with os.scandir(path) as scan:
+                for entry in scan:
+                    if entry.name.startswith("."):
+                        self.hidden.append(posixpath.join(relative, entry.name) + ("/" if entry.is_dir(follow_symlinks=False) else ""))
+                        continue
+                    is_folder = self._is_folder(entry, posixpath.join(relative, entry.name))
+                    if is_folder is not None:
+                        listing.append((entry.name, is_folder))
+        except OSError as error:
+            # A folder that cannot be listed would lose its images without a trace.
+            where = error.filename or path
+            raise VLConvertError(f"{where}: cannot list this folder ({error.strerror}); its images would be lost") from None
+        return listing
+
+    def _visible(self, relative: str, listing: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+        shown = []
+        for name, is_folder in listing:
+            if name.startswith("."):
+                self.hidden.append(posixpath.join(relative, name) + ("/" if is_folder else ""))
+            else:
+                shown.append((name, is_folder))
+        return shown
+
+    def _is_folder(self, entry: os.DirEntry, relative: str) -> bool | None:
+        """True for a folder to walk, False for a file to list, None for a link refused here."""
+        if not entry.is_symlink():
+            return entry.is_dir(follow_symlinks=False)
+        target = os.path.realpath(entry.path)
+        if not os.path.isdir(target):
+            return False  # a link to a file: the reader checks where it leads when it reads it
+        if not self.files.allow_outside_root and not within(target, self.root_real):
+            self.refused.append((relative, f"a link to the folder {target}, outside the dataset root; not followed "
+                                           "(--option allow_outside_root=true to follow it)"))
+            return None
+        return True
+
+    def _enter(self, path: str, relative: str) -> bool:
+        try:
+            info = os.stat(path)
+        except OSError as error:
+            raise VLConvertError(f"{path}: cannot list this folder ({error.strerror}); its images would be lost") from None
+        identity = (info.st_dev, info.st_ino)
+        first = self._walked.setdefault(identity, relative or ".")
+        if first != (relative or "."):
+            self.refused.append((relative, f"a link to the folder {first or '.'}, which is already read (a loop, or a second "
+                                           "path to the same images); not followed"))
+            return False
+        return True

@@ -26,8 +26,8 @@ class NABirdsAdapter(ReleaseAdapter):
     name = "nabirds"
     description = "NABirds: 555 North American bird categories with a class hierarchy, as released"
 
-    def __init__(self, root: str, crop: bool | str = False):
-        super().__init__(root)
+    def __init__(self, root: str, crop: bool | str = False, allow_outside_root: bool | str = False):
+        super().__init__(root, allow_outside_root)
         self.crop = option_bool(crop, "crop")
         self.files.require("images.txt", "the nabirds folder of the release (images.txt, classes.txt, hierarchy.txt, …)")
 

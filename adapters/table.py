@@ -21,7 +21,7 @@ import posixpath
 from vlconvert.records import VLConvertError
 from vlconvert.storage import filesystem
 
-from ._release import ImageRow, Release, ReleaseAdapter, assemble, id_order, option_bool
+from ._release import ImageRow, Release, ReleaseAdapter, assemble, id_order
 from ._tables import classes_from_keys, pick_column, read_table, read_taxonomy
 
 HF_METADATA = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
@@ -40,10 +40,9 @@ class TableAdapter(ReleaseAdapter):
     def __init__(self, root: str, image_column: str | None = None, label_column: str | None = None,
                  split_column: str | None = None, key_column: str | None = None, taxonomy: str | None = None,
                  taxonomy_key: str | None = None, allow_outside_root: bool | str = False):
-        self.allow_outside_root = option_bool(allow_outside_root, "allow_outside_root")
         fs, path = filesystem(root, "--root")
         folder, self.table_file = (root, None) if fs.isdir(path) else (posixpath.dirname(root.rstrip("/")) or ".", posixpath.basename(root))
-        super().__init__(folder)
+        super().__init__(folder, allow_outside_root)
         if self.table_file is None:
             self.table_file = next((n for n in HF_METADATA if self.files.exists(n)), None)
             if self.table_file is None:
@@ -77,7 +76,7 @@ class TableAdapter(ReleaseAdapter):
         classes = classes_from_keys(keys, read_taxonomy(self.taxonomy, self.taxonomy_key), self.taxonomy_key, self.taxonomy or "")
         label_of = {c.extra["class_key"]: c.label for c in classes}
         splits = sorted({r.split for r in rows if r.split}) or ["train"]
-        records, rejected = assemble(self.files, rows, label_of, splits, shown, self.allow_outside_root)
+        records, rejected = assemble(self.files, rows, label_of, splits, shown)
         return Release(classes, records, rejected)
 
 

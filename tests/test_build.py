@@ -207,8 +207,9 @@ def test_an_interrupted_build_can_be_overwritten(root, tmp_path):
     out = tmp_path / "out"
     # What a build killed mid-way leaves: its claim on the folder and unfinished parts.
     (out / "val").mkdir(parents=True)
-    (out / "manifest.json").write_text('{"format_version": 1, "status": "in_progress"}')
-    (out / "val" / "_tmp-000000-000.tar").write_bytes(b"partial")
+    (out / "manifest.json").write_text(json.dumps({"format_version": 1, "vlconvert_version": vlconvert.__version__,
+                                                   "status": "in_progress", "resume_key": "0" * 64}))
+    (out / "val" / "_tmp-000000-000.part").write_bytes(b"partial")
     vlconvert.build("inat2021", str(root), str(out), splits=["val"], overwrite=True)
     assert read_json(out / "manifest.json")["status"] == "complete"
     assert [p.name for p in sorted((out / "val").iterdir())] == ["sizes.json", "val-000000.tar"]

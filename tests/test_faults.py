@@ -35,7 +35,7 @@ def assert_nothing_corrupt_published(out: Path) -> None:
     assert not list(out.rglob("val-*.tar")), "a final shard name exists before the build finished"
     ledger = {Path(p["path"]).name: p["bytes"] for entry in out.rglob("_progress/*/*.json")
               for p in json.loads(entry.read_text())["shards"]}
-    for part in out.rglob("_done-*.tar"):
+    for part in out.rglob("_done-*.part"):
         assert ledger.get(part.name) == part.stat().st_size, f"{part.name} was published without being whole"
         with tarfile.open(part) as tar:
             assert tar.getmembers()

@@ -112,7 +112,7 @@ def test_table_parquet_and_jsonl_with_named_columns_and_urls(tmp_path):
     assert [c.name for c in adapter.classes()] == ["3", "7"]
     records = adapter.records("train")
     assert [r.key for r in records] == ["obs-1", "obs-2"] and records[1].image == f"file://{tmp_path}/imgs/x.jpg"
-    out = tmp_path / "out"
+    out = tmp_path.with_name(tmp_path.name + "-out")
     summary = vlconvert.build("table", str(tmp_path / "list.parquet"), str(out),
                               adapter_options={"image_column": "img", "label_column": "taxon", "key_column": "uid"})
     assert summary.written == 2
@@ -146,9 +146,14 @@ def test_imagefolder_files_outside_class_folders_are_rejected_not_lost(tmp_path)
     write_image(tmp_path / "elsewhere" / "z.jpg", (1, 1, 1))
     (root / "train" / "linked").symlink_to(tmp_path / "elsewhere")
     adapter = create_adapter("imagefolder", str(root))
-    assert [c.name for c in adapter.classes()] == ["a", "b", "linked"]
-    assert [r.reason for r in adapter.rejected("train")] == ["a file outside any class folder"]
-    assert len(adapter.records("train")) == 2
+    # A linked class folder outside the root is not followed, and says so (docs/security.md).
+    assert [c.name for c in adapter.classes()] == ["a", "b"]
+    reasons = sorted(r.reason for r in adapter.rejected("train"))
+    assert reasons[0] == "a file outside any class folder"
+    assert reasons[1].startswith(f"a link to the folder {tmp_path / 'elsewhere'}, outside the dataset root; not followed")
+    assert len(adapter.records("train")) == 1
+    allowed = create_adapter("imagefolder", str(root), {"allow_outside_root": "true"})
+    assert [c.name for c in allowed.classes()] == ["a", "b", "linked"] and len(allowed.records("train")) == 2
 
 
 def test_imagefolder_split_names_ignore_case(tmp_path):
@@ -180,9 +185,10 @@ def test_table_without_rows_and_unreadable_urls(tmp_path):
     with pytest.raises(VLConvertError, match="metadata.csv: lists no rows"):
         create_adapter("table", str(tmp_path)).classes()
     (tmp_path / "metadata.csv").write_text("file_name,label\nhttp://127.0.0.1:9/a.jpg,x\n")
-    summary = vlconvert.build("table", str(tmp_path), str(tmp_path / "out"))
+    out = tmp_path.with_name(tmp_path.name + "-out")
+    summary = vlconvert.build("table", str(tmp_path), str(out))
     assert (summary.written, summary.errored) == (0, 1)
-    error = json.loads((tmp_path / "out" / "errors.jsonl").read_text())
+    error = json.loads((out / "errors.jsonl").read_text())
     assert error["stage"] == "image" and error["reason"].startswith("cannot read image http://127.0.0.1:9/a.jpg")
 
 

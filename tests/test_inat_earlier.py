@@ -41,7 +41,7 @@ def test_inat2017_names_and_supercategories_only(tmp_path):
     assert adapter.splits() == ["train", "val"]
     pica = adapter.classes()[0]
     assert (pica.name, pica.taxonomy, pica.extra["supercategory"]) == ("Pica hudsonia", (), "Birds")
-    out = tmp_path / "out"
+    out = tmp_path.with_name(tmp_path.name + "-out")  # beside the dataset, never inside it
     vlconvert.build("inat2017", str(tmp_path), str(out), splits=["val"], templates=["taxonomic", "metadata_concat"])
     manifest = read_json(out / "manifest.json")
     assert manifest["splits"]["val"]["written"] == 2
@@ -62,7 +62,7 @@ def test_inat2018_takes_real_names_from_categories_json(tmp_path):
 def test_inat2019_ranks_up_to_genus_plus_the_epithet(tmp_path):
     cats = [{"id": c["id"], "name": c["name"], **{r: c[r] for r in RANKS}} for c in (PICA, OAK)]
     root = relayout(tmp_path, 2019, cats)
-    out = tmp_path / "out"
+    out = tmp_path.with_name(tmp_path.name + "-out")
     vlconvert.build("inat2019", str(root), str(out), splits=["val"], templates=["taxonomic"])
     import tarfile
 

@@ -45,7 +45,7 @@ def test_cub_classes_splits_boxes_and_attributes(tmp_path):
 
 
 def test_cub_root_may_be_the_cub_folder_and_crop_uses_the_box(tmp_path):
-    root = make_cub(tmp_path, attributes=False)
+    root = make_cub(tmp_path / "cub", attributes=False)
     adapter = create_adapter("cub200", str(root / "CUB_200_2011"), {"crop": "true"})
     record = adapter.records("test")[0]
     assert record.crop == (4.0, 3.0, 34.0, 25.0) and record.metadata["attributes"] == []

@@ -95,7 +95,7 @@ def test_resume_skips_committed_tasks_and_repairs_partial_ones(interrupted, tmp_
     entries = sorted((out / "_progress").rglob("*.json"))
     assert len(entries) == 4
     # Damage the interrupted output the ways a crash can: a half-written part, a committed part cut short.
-    (out / "train" / "_tmp-000007-000.tar").write_bytes(b"half a tar")
+    (out / "train" / "_tmp-000007-000.part").write_bytes(b"half a tar")
     damaged = json.loads(entries[0].read_text())["shards"][0]["path"]
     Path(damaged).write_bytes(Path(damaged).read_bytes()[:700])
 
@@ -147,7 +147,7 @@ def test_a_crash_while_naming_the_finished_shards_is_finished_by_a_rerun(tmp_pat
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):  # every task committed, no part renamed yet
         vlconvert.build("inat2021", str(root), str(out), shard_size=5, progress=StopAfter(5))
-    parts = sorted((out / "val").glob("_done-*.tar"))
+    parts = sorted((out / "val").glob("_done-*.part"))
     assert len(parts) == 5
     for number, part in enumerate(parts[:2]):  # the crash came after two renames
         part.rename(out / "val" / f"val-{number:06d}.tar")

@@ -17,6 +17,7 @@ from fractions import Fraction
 from typing import Any
 
 import PIL
+import simplejpeg
 
 from . import __version__, checkpoints, holdout, output
 from . import manifest as files
@@ -25,7 +26,8 @@ from .checkpoints import ShardResult, records_digest
 from .config import recorded_config
 from .execute import WorkerConfig
 from .executors import EXECUTORS, check_ray, run_tasks
-from .images import ImageOptions
+from .image_files import DEFAULT_MAX_IMAGE_BYTES, ReadLimits
+from .images import DEFAULT_MAX_IMAGE_PIXELS, ImageOptions
 from .output import SplitSummary
 from .plan import ShardTask, plan_split
 from .prompts import DEFAULT_PROMPT_SET, PromptSet, prompt_set
@@ -69,6 +71,7 @@ class PlannedSplit:
     rejected: int  # rows the adapter already rejected
     held_out: int  # records of held-out classes, kept out on purpose
     tasks: int  # shard tasks; a task writes one shard, or more if the byte bound is crossed
+    ignored: list[str] = field(default_factory=list)  # hidden files the adapter leaves out by convention
 
 
 @dataclass
@@ -96,6 +99,7 @@ class _SplitPlan:
     rejected: list[Rejected]
     tasks: list[ShardTask]
     held_out: int = 0  # records of held-out classes, left out of a training split on purpose
+    ignored: list[str] = field(default_factory=list)  # hidden entries the adapter left out (not records)
 
 
 @storage_errors
@@ -115,6 +119,8 @@ def build(
     image_format: str = "auto",
     quality: int = 95,
     upscale: bool = False,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     shard_size: int = DEFAULT_SHARD_SIZE,
     shard_max_bytes: int = DEFAULT_SHARD_MAX_BYTES,
     workers: int | None = None,
@@ -148,14 +154,15 @@ def build(
     started = time.perf_counter()
     splits = [splits] if isinstance(splits, str) else splits
     templates = [templates] if isinstance(templates, str) else templates
-    _check_numbers(resize=resize, quality=quality, shard_size=shard_size, shard_max_bytes=shard_max_bytes, workers=workers)
+    _check_numbers(resize=resize, quality=quality, shard_size=shard_size, shard_max_bytes=shard_max_bytes, workers=workers,
+                   max_image_bytes=max_image_bytes)
     if max_error_rate is not None and not 0 <= max_error_rate <= 1:
         raise VLConvertError(f"max_error_rate is a fraction between 0 and 1, got {max_error_rate}")
     limit = 0.0 if strict else max_error_rate
     if executor not in EXECUTORS:
         raise VLConvertError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     try:
-        image = ImageOptions(resize, resize_mode, image_format, quality, upscale)
+        image = ImageOptions(resize, resize_mode, image_format, quality, upscale, max_image_pixels)
     except ValueError as exc:
         raise VLConvertError(str(exc)) from None
     # --out is checked before the (long) planning, so a typo costs seconds, not the read of train.json.
@@ -166,15 +173,16 @@ def build(
     if executor == "ray":
         check_ray(ray_address)  # before anything is written: a wrong address must not leave a claimed OUT
     try:
-        adapter, classes, spec, prompts, split_names, held, plans = _read_and_plan(
-            adapter, root, adapter_options, splits, templates, template_mix, all_templates, zeroshot_prompts,
-            holdout_classes, seed, shard_size)
+        source, adapter = _open_adapter(adapter, root, adapter_options)
+        _check_apart(source, root, fs, out_path, out)
+        classes, spec, prompts, split_names, held, plans = _read_and_plan(
+            source, adapter, splits, templates, template_mix, all_templates, zeroshot_prompts, holdout_classes, seed, shard_size)
     except OSError as exc:  # an unreadable dataset or option file is the input's problem: exit 2, nothing written
         raise VLConvertError(f"{exc.filename or 'input'}: {exc.strerror or exc}") from exc
     read_total = sum(len(p.records) + len(p.rejected) + p.held_out for p in plans.values())
     _check_error_limit(sum(len(p.rejected) for p in plans.values()), read_total, limit, strict, plans)
     if dry_run:
-        planned = {s: PlannedSplit(len(p.records), len(p.rejected), p.held_out, len(p.tasks)) for s, p in plans.items()}
+        planned = {s: PlannedSplit(len(p.records), len(p.rejected), p.held_out, len(p.tasks), p.ignored) for s, p in plans.items()}
         return PlanSummary(out, len(classes), planned, shard_size, time.perf_counter() - started)
 
     described = {
@@ -182,7 +190,7 @@ def build(
         "seed": seed,
         "shard_size": shard_size,
         "shard_max_bytes": shard_max_bytes,
-        "image": image.describe(),
+        "image": {**image.describe(), "max_bytes": max_image_bytes},
         **_describe_captions(spec, defaulted=not templates and not template_mix),
         "num_classes": len(classes),
         **_describe_prompts(prompts),
@@ -190,7 +198,8 @@ def build(
     # Each task's records are checked against their digest in its ledger entry when resuming;
     # the key covers the rest: what every task shares.
     key = output.resume_key({
-        **described, "vlconvert_version": __version__, "pillow_version": PIL.__version__, "splits": split_names, "holdout": held,
+        **described, "vlconvert_version": __version__, "pillow_version": PIL.__version__, "simplejpeg_version": simplejpeg.__version__,
+        "splits": split_names, "holdout": held,
         "classes": [[c.label, c.name, c.common_name, c.taxonomy, dict(c.extra)] for c in classes],
         "templates_source": [t.source for t in spec.templates], "zeroshot": [prompts.classnames, prompts.templates],
         "records": {s: [len(p.records), len(p.rejected), p.held_out] for s, p in plans.items()},
@@ -199,7 +208,8 @@ def build(
     for s in split_names:
         fs.makedirs(posixpath.join(out_path, s), exist_ok=True)
     # Workers get an absolute location: a Ray worker's own folder is not the caller's.
-    config = WorkerConfig(classes, spec, image, fs.unstrip_protocol(out_path), shard_size, shard_max_bytes, os.getcwd())
+    config = WorkerConfig(classes, spec, image, fs.unstrip_protocol(out_path), shard_size, shard_max_bytes, os.getcwd(),
+                          ReadLimits(_image_root(source), max_image_bytes))
     results: dict[str, list[ShardResult]] = {s: [] for s in split_names}
     total = sum(len(p.records) for p in plans.values())
     state = {"finished": 0, "errors": sum(len(p.rejected) for p in plans.values()), "resumed": 0, "resumed_tasks": 0}
@@ -232,6 +242,8 @@ def build(
         s: output.finish_split(fs, out_path, s, results[s], len(classes), len(plans[s].records), len(plans[s].rejected), plans[s].held_out)
         for s in split_names
     }
+    for s in split_names:
+        summaries[s].ignored = len(plans[s].ignored)
     all_rejected = [
         r for s in split_names
         for r in [*plans[s].rejected, *(r for res in sorted(results[s], key=lambda x: x.index) for r in res.rejected)]
@@ -258,7 +270,8 @@ def build(
             adapter=adapter, root=root, splits=split_names, templates=list(templates or []),
             template_mix=dict(template_mix) if template_mix else None, all_templates=all_templates,
             zeroshot_prompts=zeroshot_prompts, holdout_classes=holdout_classes, resize=resize, resize_mode=resize_mode,
-            image_format=image_format, quality=quality, upscale=upscale, shard_size=shard_size,
+            image_format=image_format, quality=quality, upscale=upscale, max_image_bytes=max_image_bytes,
+            max_image_pixels=max_image_pixels, shard_size=shard_size,
             shard_max_bytes=shard_max_bytes, seed=seed, strict=strict, max_error_rate=max_error_rate,
             adapter_options=dict(adapter_options or {})),
     })
@@ -279,13 +292,33 @@ def _check_error_limit(errors: int, read: int, limit: float | None, strict: bool
                           f"The build is complete; see {summary.out.rstrip('/')}/{files.ERRORS}", summary)
 
 
-def _read_and_plan(adapter, root, adapter_options, splits, templates, template_mix, all_templates, zeroshot_prompts,
+def _open_adapter(adapter, root, adapter_options) -> tuple[Adapter, str]:
+    if isinstance(adapter, str):
+        return create_adapter(adapter, root, dict(adapter_options or {})), adapter
+    return adapter, getattr(adapter, "name", type(adapter).__name__)  # an adapter object from the caller's own code
+
+
+def _check_apart(source, root, out_fs, out_path: str, out: str) -> None:
+    """The dataset's folder as the adapter reads it (a table's folder, not the table), else ``root`` if it is a folder."""
+    files = getattr(source, "files", None)
+    if files is not None and hasattr(files, "fs") and hasattr(files, "path"):
+        data_fs, data_path = files.fs, files.path
+    elif isinstance(root, str) and root and os.path.isdir(root):
+        data_fs, data_path = filesystem(root, "--root")
+    else:
+        return
+    output.check_apart(out_fs, out_path, data_fs, data_path, out, root)
+
+
+def _image_root(source) -> str | None:
+    """The folder the adapter's local images must resolve into (docs/security.md); None: the adapter allows any."""
+    root = getattr(source, "image_root", None)
+    return os.path.realpath(root) if isinstance(root, str) and root else None
+
+
+def _read_and_plan(source, adapter, splits, templates, template_mix, all_templates, zeroshot_prompts,
                    holdout_classes, seed, shard_size):
     """Everything a build knows before it reads an image: classes, captions checked on every class, the plan."""
-    if isinstance(adapter, str):
-        source = create_adapter(adapter, root, dict(adapter_options or {}))
-    else:  # an adapter object from the caller's own code
-        source, adapter = adapter, getattr(adapter, "name", type(adapter).__name__)
     classes = list(source.classes())
     validate_classes(classes, adapter)
     spec = caption_spec(list(templates or []), template_mix, all_templates, seed)
@@ -299,7 +332,7 @@ def _read_and_plan(adapter, root, adapter_options, splits, templates, template_m
     plans = {s: _plan(source, s, seed, shard_size, set(held) if holdout.is_training_split(s) else set()) for s in split_names}
     first = next((p.records[0] for p in plans.values() if len(p.records)), None)
     renderer.check_classes(first.metadata if first else None)
-    return adapter, classes, spec, prompts, split_names, held, plans
+    return classes, spec, prompts, split_names, held, plans
 
 
 def _describe_captions(spec: CaptionSpec, defaulted: bool) -> dict:
@@ -361,7 +394,8 @@ def _plan(source, split: str, seed: int, shard_size: int, held: set[int]) -> _Sp
     held_out = 0
     if held:
         records, held_out = holdout.exclude(records, held)
-    return _SplitPlan(records, rejected, plan_split(split, len(records), seed, shard_size), held_out)
+    ignored = list(source.ignored(split)) if callable(getattr(source, "ignored", None)) else []
+    return _SplitPlan(records, rejected, plan_split(split, len(records), seed, shard_size), held_out, ignored)
 
 
 def _first_of_each_key(records, split: str) -> tuple[list[Record], list[Rejected]]:

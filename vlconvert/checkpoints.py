@@ -7,7 +7,9 @@ records, class counts) is written.  The ledger entry is written last, so its
 presence means the parts are complete.  A kill at any moment leaves either
 ``_tmp-`` files, which a rerun deletes, or committed tasks, which it keeps.
 Only when every task is committed does the build give the parts their final,
-consecutive names; no final name ever holds a partial tar.
+consecutive names; no final name ever holds a partial tar.  Parts end in
+``.part``, not ``.tar``, so a loader pointed at ``<split>/*.tar`` never picks
+one up after a crash.
 
 On object stores (S3, GCS, Azure) an upload becomes visible only once it is
 complete, so parts are written straight to their ``_done-`` names there:
@@ -29,6 +31,7 @@ from .shards import ShardInfo
 from .storage import uploads_are_atomic, write_atomic
 
 PROGRESS_DIR = "_progress"
+PART_SUFFIX = ".part"
 
 
 @dataclass
@@ -80,11 +83,11 @@ def records_digest(records: Sequence[Record]) -> str:
 def part_path(fs, out_path: str, split: str, index: int, part: int) -> str:
     """Where a task writes a part while it runs."""
     prefix = "_done" if uploads_are_atomic(fs) else "_tmp"
-    return posixpath.join(out_path, split, f"{prefix}-{index:06d}-{part:03d}.tar")
+    return posixpath.join(out_path, split, f"{prefix}-{index:06d}-{part:03d}{PART_SUFFIX}")
 
 
 def _done_path(out_path: str, split: str, index: int, part: int) -> str:
-    return posixpath.join(out_path, split, f"_done-{index:06d}-{part:03d}.tar")
+    return posixpath.join(out_path, split, f"_done-{index:06d}-{part:03d}{PART_SUFFIX}")
 
 
 def _ledger_path(out_path: str, split: str, index: int) -> str:

@@ -28,10 +28,13 @@ from .cli_validate import validate_command
 from .config import load_config, parse_size
 from .executors import EXECUTORS
 from .export import export_clip_benchmark
-from .images import OUTPUT_FORMATS, RESIZE_MODES
+from .images import DEFAULT_MAX_IMAGE_PIXELS, OUTPUT_FORMATS, RESIZE_MODES
 from .prompts import DEFAULT_PROMPT_SET
 from .records import BuildFailed, TooManyRejected, VLConvertError
 from .registry import available_adapters, describe
+from .terminal import printable
+
+MAX_IGNORED_LISTED = 50
 
 
 class ByteSize(click.ParamType):
@@ -118,6 +121,11 @@ def cli() -> None:
               help="auto: original bytes when nothing changes, else JPEG; jpg or webp: always that format.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality when re-encoding.")
 @click.option("--upscale", is_flag=True, help="Enlarge images smaller than --resize (default: keep them as they are).")
+@click.option("--max-image-bytes", type=ByteSize(), default="256MiB", show_default=True,
+              help="Reject an image file larger than this, without reading it.")
+@click.option("--max-image-pixels", type=click.IntRange(1, DEFAULT_MAX_IMAGE_PIXELS), default=DEFAULT_MAX_IMAGE_PIXELS,
+              show_default=True, help="Reject an image with more pixels than this, from its header, before decoding it "
+                                      "(a JPEG also by its pixels times its scans; see docs/security.md).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True, help="Most samples per shard.")
 @click.option("--shard-max-bytes", type=ByteSize(), default="1GiB", show_default=True, help="Most bytes per shard, e.g. 500MB.")
 @click.option("--workers", "-w", type=click.IntRange(min=1),
@@ -191,9 +199,16 @@ def _apply_config(ctx: click.Context, path: str, options: dict) -> None:
 
 def _print_plan(plan: PlanSummary) -> None:
     click.echo(f"dry run: nothing read or written; {plan.classes} classes; planned in {plan.seconds:.1f} s")
-    click.echo(f"{'split':12} {'records':>10} {'rejected':>9} {'held out':>9} {'shards':>8}")
+    click.echo(f"{'split':12} {'records':>10} {'rejected':>9} {'held out':>9} {'shards':>8} {'ignored':>8}")
     for name, s in plan.splits.items():
-        click.echo(f"{name:12} {s.records:>10,} {s.rejected:>9,} {s.held_out:>9,} {s.tasks:>8,}")
+        click.echo(f"{name:12} {s.records:>10,} {s.rejected:>9,} {s.held_out:>9,} {s.tasks:>8,} {len(s.ignored):>8,}")
+    ignored = [path for s in plan.splits.values() for path in s.ignored]
+    if ignored:
+        click.echo(f"ignored: {len(ignored):,} hidden files and folders (names starting with '.'), left out by convention:")
+        for path in ignored[:MAX_IGNORED_LISTED]:
+            click.echo(f"  {printable(path)}")
+        if len(ignored) > MAX_IGNORED_LISTED:
+            click.echo(f"  … and {len(ignored) - MAX_IGNORED_LISTED:,} more")
     click.echo(f"shards hold at most {plan.shard_size} samples; more are cut where --shard-max-bytes is reached")
 
 
@@ -202,6 +217,9 @@ def _print_summary(summary: BuildSummary) -> None:
     if summary.resumed_tasks:
         click.echo(f"resumed an interrupted build: {summary.resumed_tasks} shard tasks were already done")
     click.echo(f"wrote {summary.written} samples in {summary.shards} shard{'s' * (summary.shards != 1)} to {summary.out} ({per_split})")
+    ignored = sum(s.ignored for s in summary.splits.values())
+    if ignored:
+        click.echo(f"ignored {ignored} hidden files and folders (names starting with '.'); --dry-run lists them")
     if summary.errored:
         stages = ", ".join(f"{stage}: {n}" for stage, n in summary.errors_by_stage.items())
         click.echo(f"rejected {summary.errored} records ({stages}); reasons in {summary.out.rstrip('/')}/errors.jsonl")
@@ -252,21 +270,21 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except VLConvertError as exc:
-        click.echo(f"error: {exc}", err=True)
+    except VLConvertError as exc:  # messages quote the data's own names and values: escaped for the terminal
+        click.echo(f"error: {printable(exc)}", err=True)
         sys.exit(2)
     except BuildFailed as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {printable(exc)}", err=True)
         sys.exit(1)
     except TooManyRejected as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {printable(exc)}", err=True)
         sys.exit(3)
     except OSError as exc:
         # An unwritable --out, a full disk, a vanished mount: the user's to fix, and the
         # message already names the file.  VLCONVERT_DEBUG=1 shows the traceback.
         if os.environ.get("VLCONVERT_DEBUG"):
             raise
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {printable(exc)}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

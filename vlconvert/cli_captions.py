@@ -8,6 +8,7 @@ from .captions import CaptionError, CaptionRenderer, builtin_template_names, loa
 from .lint import CONTEXT_LENGTH, lint, percentiles, sample_records
 from .records import VLConvertError
 from .registry import create_adapter
+from .terminal import printable
 
 _dataset_options = [
     click.option("--adapter", "-a", required=True, help="Dataset reader, e.g. inat2021."),
@@ -68,7 +69,7 @@ def preview_command(adapter, root, split, template, seed, count) -> None:
             caption = renderer.render(chosen, record)
         except CaptionError as exc:
             caption, failed = f"ERROR: {exc}", failed + 1
-        click.echo(f"[{record.label}] {cls.name}{common}  ·  {split}/{record.key}\n    {caption}")
+        click.echo(printable(f"[{record.label}] {cls.name}{common}  ·  {split}/{record.key}") + "\n    " + printable(caption))
     if failed:
         click.echo(f"{failed} of the sampled captions failed to render", err=True)
         raise SystemExit(1)
@@ -87,14 +88,14 @@ def lint_command(adapter, root, split, template, seed, count) -> None:
     report = lint(load_template(template), source.classes(), sample_records(source.records(split), count, seed, split))
     click.echo(f"template {report.template}: {report.classes} classes, {report.records} sampled {split} records")
     for name in report.undefined:
-        click.echo(f"  undefined field: {name}")
+        click.echo(printable(f"  undefined field: {name}"))
     for failure in report.failures[:10]:
-        click.echo(f"  fails: {failure}")
+        click.echo(printable(f"  fails: {failure}"))
     if len(report.failures) > 10:
         click.echo(f"  … and {len(report.failures) - 10} more failures")
     click.echo(f"  colliding captions: {len(report.collisions)} (classes that share one caption text)")
     for text, names in report.collisions[:10]:
-        click.echo(f"    {text!r}: {', '.join(names)}")
+        click.echo(printable(f"    {text!r}: {', '.join(names)}"))
     chars = percentiles(report.char_lengths)
     click.echo("  characters: " + " ".join(f"{k}={v}" for k, v in chars.items()))
     if report.token_lengths is None:

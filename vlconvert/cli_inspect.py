@@ -11,6 +11,7 @@ import click
 
 from .inspect_data import CONTEXT_LENGTH, LENGTH_PERCENTILES, Inspection, inspect, percentiles
 from .records import VLConvertError
+from .terminal import printable
 
 
 def human_bytes(n: int) -> str:
@@ -176,7 +177,8 @@ def inspect_command(out, samples, seed, max_shards, html_dir, grid, zeroshot_rep
                 sample_lines(report, samples, seed), error_lines(report)]
     for z in zeroshot:
         sections.append([f"zero-shot report: {z.document}" + (f" (top-1 {100 * z.acc1:.2f}%)" if z.acc1 is not None else "")])
-    click.echo("\n\n".join("\n".join(s) for s in sections if s))
+    # Class names, captions and error reasons are data from someone else's files.
+    click.echo("\n\n".join("\n".join(printable(line) for line in s) for s in sections if s))
     if html_dir:
         from .inspect_html import write_report
 

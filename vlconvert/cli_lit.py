@@ -9,6 +9,7 @@ import click
 
 from .cli_progress import ProgressBar
 from .records import VLConvertError
+from .terminal import printable_lines
 
 
 @click.command("lit-train", context_settings={"show_default": True})
@@ -95,4 +96,4 @@ def zeroshot_command(data, split, checkpoints, models, pretrained, prompts, batc
         results[column] = zeroshot.metrics(top5, labels, taxonomy, counts, held_out)
     chance = zeroshot.chance(labels, len(names))
     report.write(Path(report_dir), results, chance, {"data": data, "split": split, "prompts": prompts}, counts)
-    click.echo(report.markdown(results, chance, {"data": data, "split": split, "prompts": prompts}))
+    click.echo(printable_lines(report.markdown(results, chance, {"data": data, "split": split, "prompts": prompts})))

@@ -7,6 +7,7 @@ import sys
 import click
 
 from .cli_progress import ProgressBar
+from .terminal import printable
 from .validate import validate
 
 
@@ -29,7 +30,7 @@ def validate_command(out, no_decode, workers):
     with ProgressBar("checking shards") as progress:
         report = validate(out, decode=not no_decode, workers=workers, progress=progress if sys.stderr.isatty() else None)
     for problem in report.problems:
-        click.echo(str(problem))
+        click.echo(printable(problem))
     splits = len(report.splits)
     counts = (f"{splits} split{'s' * (splits != 1)}, {report.shards} shard{'s' * (report.shards != 1)}, "
               f"{report.samples:,} samples checked{'' if not no_decode else ' (images not decoded)'}")

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .executors import EXECUTORS
-from .images import OUTPUT_FORMATS, RESIZE_MODES
+from .images import DEFAULT_MAX_IMAGE_PIXELS, OUTPUT_FORMATS, RESIZE_MODES
 from .records import VLConvertError
 
 try:  # Python 3.11+
@@ -37,7 +37,8 @@ except ImportError:  # pragma: no cover - Python 3.10
 # executor, ray_address), which do not change a byte of the shards.
 RECORDED = (
     "adapter", "root", "splits", "templates", "template_mix", "all_templates", "zeroshot_prompts", "holdout_classes",
-    "resize", "resize_mode", "image_format", "quality", "upscale", "shard_size", "shard_max_bytes", "seed",
+    "resize", "resize_mode", "image_format", "quality", "upscale", "max_image_bytes", "max_image_pixels", "shard_size",
+    "shard_max_bytes", "seed",
     "strict", "max_error_rate", "adapter_options",
 )
 RUNTIME = ("out", "overwrite", "workers", "executor", "ray_address")
@@ -250,7 +251,8 @@ _CHECKS = {
     "adapter": _string, "root": _string, "out": _string, "splits": _strings, "templates": _strings,
     "template_mix": _mix, "all_templates": _boolean, "zeroshot_prompts": _string, "holdout_classes": _holdout,
     "resize": _integer(1), "resize_mode": _choice(RESIZE_MODES), "image_format": _choice(OUTPUT_FORMATS),
-    "quality": _integer(1, 100), "upscale": _boolean, "shard_size": _integer(1), "shard_max_bytes": _size,
+    "quality": _integer(1, 100), "upscale": _boolean, "max_image_bytes": _size, "max_image_pixels": _integer(1, DEFAULT_MAX_IMAGE_PIXELS),
+    "shard_size": _integer(1), "shard_max_bytes": _size,
     "seed": _integer(), "strict": _boolean, "max_error_rate": _fraction, "adapter_options": _adapter_options,
     "overwrite": _boolean, "workers": _integer(1), "executor": _choice(EXECUTORS), "ray_address": _string,
 }

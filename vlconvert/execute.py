@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from .captions import CaptionError, CaptionRenderer, CaptionSpec
 from .checkpoints import ShardResult, commit, part_path, records_digest
-from .images import ImageError, ImageOptions, prepare, read_bytes
+from .image_files import ReadLimits, read_image_bytes
+from .images import ImageError, ImageOptions, prepare
 from .records import ClassInfo, Record, Rejected
 from .shards import ShardSink, TarShard
 from .storage import filesystem
@@ -31,6 +32,7 @@ class WorkerConfig:
     max_samples: int
     max_bytes: int
     cwd: str = ""  # relative image paths are relative to the caller's folder, wherever the worker runs
+    read: ReadLimits = ReadLimits()  # where local images may be read from, and how many bytes
 
 
 class ShardWriter:
@@ -74,7 +76,7 @@ class ShardWriter:
         primary = spec.choose(record.key)
         captions = [("txt", self.captions.render(primary, record))]
         captions += [(f"{t.name}.txt", self.captions.render(t, record)) for t in spec.named]
-        image = prepare(read_bytes(self._locate(record.image)), self.config.image, record.crop)
+        image = prepare(read_image_bytes(self._locate(record.image), self.config.read), self.config.image, record.crop)
         label = operator.index(record.label)
         cls = self.config.classes[label]
         sample = {

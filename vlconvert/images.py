@@ -1,24 +1,36 @@
-"""Reads a record's image and prepares the bytes that go into the shard.
+"""Prepares the bytes of a record's image for the shard, and proves every image decodes whole.
 
 The original bytes pass through untouched (no generation loss) when nothing
 would change them: a JPEG, PNG or WebP (the members open_clip's loader looks
 for), in RGB, upright (EXIF orientation 1 or none), not transparent, of the
-requested format and already of the requested size.  It is still decoded, a
-JPEG at 1/8 scale, to prove it is whole.  Anything else is decoded once (a
-JPEG straight at 1/2, 1/4 or 1/8 scale when it is to shrink that much),
+requested format and already of the requested size.  Anything else is decoded
+once (a JPEG straight at 1/2, 1/4 or 1/8 scale when it is to shrink that much),
 cropped to the record's crop, resized with Lanczos, turned upright, cut to the
 centre square for ``center_crop``, flattened onto white if transparent, and
 encoded as JPEG or WebP: every re-encoded image is RGB.
+
+An image is written only if it decodes cleanly, passed through or not:
+
+* before any pixel is decoded, the header must be within the decode budget:
+  ``--max-image-pixels``, and for a JPEG its scans times its pixels (a
+  progressive JPEG of thousands of tiny scans takes minutes), so the same
+  file is refused on every run, whatever the machine's speed;
+* a JPEG is decoded by libjpeg-turbo through simplejpeg in strict mode, which
+  turns libjpeg's warnings (corrupt data, premature end of data, a zero-filled
+  tail, data that ends before the header's size) into errors Pillow would
+  ignore.  A passed-through JPEG is decoded at 1/8 scale, which still reads
+  every coefficient, and a resized one is decoded once, at the scale it needs;
+* every other format is decoded in full by Pillow before anything else is read
+  of it, so its errors surface (EXIF is read afterwards, never in place of it).
 """
 
 from __future__ import annotations
 
 import io
 import math
-import os
 from dataclasses import dataclass
 
-import fsspec
+import simplejpeg
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 # open_clip's loader looks for exactly these members; anything else is re-encoded.
@@ -48,6 +60,13 @@ _WEBP_METHOD = 4
 _REDUCING_GAP = 3.0
 _SIXTEEN_BIT = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 
+# Pillow's own decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS), fixed here so it cannot move with Pillow.
+DEFAULT_MAX_IMAGE_PIXELS = 178_956_970
+# A JPEG's decode work is its pixels times its scans (each scan walks every block).  The budget is
+# what the largest allowed image costs with 10 scans, the progression libjpeg itself writes.
+_SCANS_PER_PIXEL_BUDGET = 10
+_JPEG = {"JPEG", "MPO"}
+
 RESIZE_MODES = ("shorter", "longer", "center_crop", "none")
 OUTPUT_FORMATS = ("auto", "jpg", "webp")
 
@@ -69,16 +88,21 @@ class ImageOptions:
     format: str = "auto"
     quality: int = 95
     upscale: bool = False
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     def __post_init__(self):
         if self.mode not in RESIZE_MODES:
             raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {self.mode!r}")
         if self.format not in OUTPUT_FORMATS:
             raise ValueError(f"image format must be one of {', '.join(OUTPUT_FORMATS)}, got {self.format!r}")
+        pixels = self.max_pixels
+        if isinstance(pixels, bool) or not isinstance(pixels, int) or not 1 <= pixels <= DEFAULT_MAX_IMAGE_PIXELS:
+            raise ValueError(f"max_image_pixels must be a whole number from 1 to {DEFAULT_MAX_IMAGE_PIXELS:,} "
+                             f"(Pillow's own limit), got {self.max_pixels!r}")
 
     def describe(self) -> dict:
         return {"size": self.size, "resize_mode": self.mode if self.size else "none", "format": self.format,
-                "quality": self.quality, "upscale": self.upscale}
+                "quality": self.quality, "upscale": self.upscale, "max_pixels": self.max_pixels}
 
 
 @dataclass(frozen=True)
@@ -93,58 +117,64 @@ class ImageError(ValueError):
     """A record whose image could not be read or decoded; it goes to the error report."""
 
 
-def read_bytes(image: str | bytes) -> bytes:
-    if isinstance(image, bytes):
-        return image
-    remote = "://" in image
-    try:
-        if remote:
-            # One GET: fsspec.open would first ask the store for the object's size.
-            fs, path = fsspec.core.url_to_fs(image)
-            return fs.cat_file(path)
-        with open(image, "rb") as f:
-            return f.read()
-    except FileNotFoundError as exc:
-        if remote:  # fsspec's HTTP backend also says this when the server cannot be reached
-            raise ImageError(f"cannot read image {image}: not found or not reachable") from exc
-        raise ImageError(f"image file not found: {image}") from exc
-    except IsADirectoryError as exc:
-        raise ImageError(f"image path is a folder: {image}") from exc
-    except OSError as exc:
-        raise ImageError(f"cannot read image {image}: {os.strerror(exc.errno) if exc.errno else exc}") from exc
-    except ImportError as exc:  # fsspec's http:// and s3:// backends are optional packages
-        raise ImageError(f"cannot read image {image}: its URL scheme needs a package that is not installed ({exc})") from exc
-    except ValueError as exc:
-        raise ImageError(f"cannot read image {image}: {exc}") from exc
-    except Exception as exc:
-        if not remote:
-            raise
-        # A store's own error (HTTP 403, a malformed URL for the backend) belongs to this record only.
-        detail = (str(exc).strip().splitlines() or [""])[0]
-        raise ImageError(f"cannot read image {image}: {type(exc).__name__}: {detail}") from exc
-
-
 def prepare(data: bytes, options: ImageOptions, crop=None) -> PreparedImage:
     """The bytes for the shard; ``crop`` is a Record's crop region (forces a re-encode)."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            _check_budget(img, data, options.max_pixels)
+            jpeg = img.format in _JPEG
+            if not jpeg:
+                img.load()  # the whole image, now: a decode error must never hide inside a later step
             orientation = _orientation(img)
             if crop is None and _passes_through(img, options, orientation):
-                prepared = PreparedImage(data, _PASSTHROUGH_FORMATS[img.format], img.width, img.height)
-                _check_decodes(img)  # decodes at a reduced size, so the size is read before
-                return prepared
-            return _reencode(img, options, orientation, crop)
+                if jpeg:
+                    _decode_jpeg(data, img, 8)  # 1/8 scale still reads every coefficient
+                return PreparedImage(data, _PASSTHROUGH_FORMATS[img.format], img.width, img.height)
+            return _reencode(img, data, options, orientation, crop)
     except UnidentifiedImageError as exc:
         raise ImageError("not a recognised image format") from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageError(f"cannot decode image: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"cannot decode image: {exc}") from exc
+
+
+def _check_budget(img: Image.Image, data: bytes, max_pixels: int) -> None:
+    """Refuse, from the header alone, an image whose decoding would cost more than the budget."""
+    width, height = img.size
+    pixels = width * height
+    if pixels > max_pixels:
+        raise ImageError(f"image is {width}x{height} = {pixels:,} pixels, over the limit of {max_pixels:,} (--max-image-pixels)")
+    if img.format in _JPEG:
+        # Every start-of-scan marker: in entropy-coded data 0xFF is always followed by 0x00 or a
+        # restart marker, so this overcounts only by the scans of an embedded EXIF thumbnail.
+        scans = data.count(b"\xff\xda")
+        if scans > 1 and scans * pixels > _SCANS_PER_PIXEL_BUDGET * max_pixels:
+            raise ImageError(f"JPEG of {width}x{height} pixels has {scans:,} scans; decoding it would cost more than "
+                             f"{_SCANS_PER_PIXEL_BUDGET} scans of the largest image allowed (--max-image-pixels)")
+
+
+def _decode_jpeg(data: bytes, img: Image.Image, reduce: int) -> Image.Image:
+    """``data`` decoded by libjpeg-turbo at 1/``reduce`` scale (1, 2, 4 or 8), strictly: a libjpeg
+    warning (corrupt or missing data) is an error.  Same pixels as Pillow's ``draft`` at that scale."""
+    width, height = img.size
+    size = (-(-width // reduce), -(-height // reduce))
+    if img.mode not in ("RGB", "L"):  # CMYK/YCCK: checked here, converted by Pillow (Adobe's inverted CMYK)
+        simplejpeg.decode_jpeg(data, colorspace="CMYK", min_width=size[0], min_height=size[1])
+        if reduce > 1:
+            img.draft(None, size)
+        img.load()
+        return img
+    pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=size[0], min_height=size[1])
+    rows, columns = pixels.shape[:2]
+    return Image.frombuffer("RGB", (columns, rows), pixels, "raw", "RGB", 0, 1)
 
 
 def _orientation(img: Image.Image) -> int:
     try:
         orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
         return orientation if orientation in _UPRIGHT else 1
-    except Exception:  # a damaged EXIF block must not cost the pixels: keep them as stored
+    except Exception:  # a damaged EXIF block (the pixels decoded already) keeps the image as stored
         return 1
 
 
@@ -186,22 +216,19 @@ def _crop_box(crop, size: tuple[int, int]) -> tuple[int, int, int, int]:
     return left, top, right, bottom
 
 
-def _check_decodes(img: Image.Image) -> None:
-    """A truncated file has a valid header; only decoding finds it, so decode before passing it on.
-
-    A JPEG is decoded at 1/8 scale (DCT scaling), which still reads every byte."""
-    img.draft(None, (max(1, img.width // 8), max(1, img.height // 8)))
-    img.load()
-
-
-def _reencode(img: Image.Image, options: ImageOptions, orientation: int, crop) -> PreparedImage:
+def _reencode(img: Image.Image, data: bytes, options: ImageOptions, orientation: int, crop) -> PreparedImage:
     box = _crop_box(crop, img.size) if crop is not None else (0, 0, img.width, img.height)
     region = (box[2] - box[0], box[3] - box[1])
     sideways = orientation in _SIDEWAYS
     size, centre = _geometry(region[::-1] if sideways else region, options)
     size = size[::-1] if sideways else size  # resized as stored, turned upright after: less to turn
-    if size[0] < region[0]:
-        box = _draft(img, size, box)
+    if img.format in _JPEG:
+        reduce = _jpeg_reduction(img.size, size, box) if size[0] < region[0] else 1
+        img = _decode_jpeg(data, img, reduce)
+        # Fractions kept: a side not divisible by the factor ends in a partial pixel (803 pixels at 1/2 are
+        # 401.5), and resizing the whole reduced image would stretch the picture over it, half a pixel out
+        # at the far edge (2 dB worse).
+        box = tuple(v / reduce for v in box) if reduce != 1 else box
     img = _to_rgb(img)
     if size != region:
         img = img.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
@@ -219,20 +246,13 @@ def _reencode(img: Image.Image, options: ImageOptions, orientation: int, crop) -
     return PreparedImage(out.getvalue(), "jpg", img.width, img.height)
 
 
-def _draft(img: Image.Image, size: tuple[int, int], box: tuple) -> tuple:
-    """Ask a JPEG decoder for 1/2, 1/4 or 1/8 scale (DCT scaling: several times faster than
-    decoding in full) as long as ``box`` stays no smaller than ``size``; other formats ignore it.
-
-    Returns ``box`` in the reduced image's pixels, fractions kept: a side not divisible by the
-    factor ends in a partial pixel, and resizing the whole reduced image would stretch the
-    picture over it, half a pixel out at the far edge (2 dB worse on photos)."""
+def _jpeg_reduction(full: tuple[int, int], size: tuple[int, int], box: tuple) -> int:
+    """The DCT scaling (1, 2, 4 or 8) that keeps ``box`` no smaller than ``size``, chosen exactly as
+    Pillow's ``draft`` chooses it, so the pixels are those of the path measured in benchmarks/."""
     scale = max(size[0] / (box[2] - box[0]), size[1] / (box[3] - box[1]))
-    width = img.width
-    drafted = img.draft(None, (math.ceil(img.width * scale), math.ceil(img.height * scale)))
-    if drafted is None:
-        return box
-    factor = drafted[1][2] / width
-    return tuple(v * factor for v in box)
+    requested = (math.ceil(full[0] * scale), math.ceil(full[1] * scale))
+    ratio = min(full[0] // requested[0], full[1] // requested[1])
+    return next(factor for factor in (8, 4, 2, 1) if ratio >= factor)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

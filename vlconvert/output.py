@@ -4,18 +4,23 @@ A build claims its folder by writing an ``in_progress`` manifest that carries
 the build's *resume key*, a digest of everything that decides the shards'
 bytes (inputs, options, version).  Running the same command again on an
 unfinished build with the same key resumes it; anything else in the folder
-is replaced only with ``overwrite``, and a folder that is not a vlconvert
-build is never deleted.
+is replaced only with ``overwrite``, and then only when the folder holds a
+vlconvert manifest and nothing a build does not write: a dataset, a thesis or a
+folder whose ``manifest.json`` merely has that name is never deleted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+
+from fsspec.implementations.local import LocalFileSystem
 
 from . import __version__, checkpoints
 from . import manifest as files
@@ -30,12 +35,41 @@ def resume_key(settings: dict[str, Any]) -> str:
 
 def _read_manifest(fs, path: str) -> dict | None:
     try:
-        data = json.loads(fs.cat_file(posixpath.join(path, files.MANIFEST)))
+        raw = fs.cat_file(posixpath.join(path, files.MANIFEST))
     except FileNotFoundError:
         return None
-    except ValueError:
+    except IsADirectoryError:
+        return {}
+    if len(raw) > _MAX_MANIFEST_BYTES:
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+# A build's manifest is a few MB even for iNat-2021's 2,687 shards; anything far larger is not one.
+_MAX_MANIFEST_BYTES = 256 << 20
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def build_status(manifest: dict | None) -> str | None:
+    """``"complete"`` or ``"in_progress"`` for a manifest vlconvert wrote; None for anything else.
+
+    Checked field by field, because ``--overwrite`` deletes what such a manifest vouches for:
+    a file that merely is named manifest.json must not make a dataset deletable."""
+    if not isinstance(manifest, dict) or manifest.get("format_version") != files.FORMAT_VERSION:
+        return None
+    if not isinstance(manifest.get("vlconvert_version"), str):
+        return None
+    status = manifest.get("status")
+    if status == "in_progress":
+        key = manifest.get("resume_key")
+        return status if isinstance(key, str) and _HEX64.fullmatch(key) else None
+    if status == "complete":
+        return status if isinstance(manifest.get("splits"), dict) and isinstance(manifest.get("adapter"), dict) else None
+    return None
 
 
 def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite: bool, resume: bool) -> dict[tuple[str, int], ShardResult]:
@@ -52,7 +86,11 @@ def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite:
         manifest = _read_manifest(fs, out_path)
         if manifest is None:
             raise VLConvertError(f"{out}: not empty and holds no {files.MANIFEST}, so it is not a vlconvert build; refusing to delete it")
-        unfinished = manifest.get("status") == "in_progress"
+        status = build_status(manifest)
+        if status is None:
+            raise VLConvertError(f"{out}: its {files.MANIFEST} is not one vlconvert wrote, so the folder is not a vlconvert build; "
+                                 "refusing to write into it or delete it")
+        unfinished = status == "in_progress"
         same = manifest.get("resume_key") == key
         if unfinished and same and resume:
             checkpoints.remove_partial(fs, out_path, splits)
@@ -64,6 +102,11 @@ def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite:
             if unfinished:
                 raise VLConvertError(f"{out}: holds an unfinished build with other inputs or options; pass --overwrite to discard it")
             raise VLConvertError(f"{out}: folder is not empty; pass --overwrite to replace an earlier vlconvert build there")
+        foreign = foreign_files(fs, out_path)
+        if foreign:
+            more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+            raise VLConvertError(f"{out}: holds {foreign[0]}{more}, which no vlconvert build writes; --overwrite deletes only "
+                                 "a build's own files: move them away or choose another --out")
         _delete_build(fs, out_path, existing)
     try:
         fs.makedirs(out_path, exist_ok=True)
@@ -74,6 +117,70 @@ def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite:
         "format_version": files.FORMAT_VERSION, "vlconvert_version": __version__, "status": "in_progress", "resume_key": key,
     })
     return {}
+
+
+# What a build writes (see docs/output-format.md), relative to OUT.  "*.tmp" is a write cut short.
+_OWN_FILES = re.compile(
+    r"(?:manifest\.json|errors\.jsonl|classnames\.txt|classes\.jsonl|zeroshot_classification_templates\.txt)(?:\.tmp)?"
+    r"|_progress/[A-Za-z0-9_-]+/\d{6}\.json(?:\.tmp)?"
+    r"|(?P<split>[A-Za-z0-9_-]+)/(?:sizes\.json(?:\.tmp)?|(?P=split)-\d{6}\.tar|_(?:tmp|done)-\d{6}-\d{3}\.(?:part|tar))"
+)
+
+
+def foreign_files(fs, out_path: str) -> list[str]:
+    """Entries under ``out_path`` that no vlconvert build writes, relative to it, sorted.
+
+    Links count as foreign and are never followed: a link in OUT may lead anywhere."""
+    root = out_path.rstrip("/") or "/"
+    foreign = []
+    if isinstance(fs, LocalFileSystem):
+        for folder, dirs, names in os.walk(root, followlinks=False, onerror=_unlistable):
+            relative_folder = os.path.relpath(folder, root)
+            depth = 0 if relative_folder == "." else relative_folder.count("/") + 1
+            for name in dirs:
+                path = os.path.join(folder, name)
+                relative = os.path.relpath(path, root)
+                # Only the folders a build makes: OUT/<split>, OUT/_progress, OUT/_progress/<split>.
+                allowed = depth == 0 or (depth == 1 and relative_folder == "_progress")
+                if os.path.islink(path) or not allowed:
+                    foreign.append(relative + ("" if os.path.islink(path) else "/"))
+            dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))
+                       and (depth == 0 or (depth == 1 and relative_folder == "_progress"))]
+            for name in names:
+                relative = os.path.relpath(os.path.join(folder, name), root)
+                if os.path.islink(os.path.join(folder, name)) or not _OWN_FILES.fullmatch(relative):
+                    foreign.append(relative)
+        return sorted(foreign)
+    for path in fs.find(root, withdirs=False):  # object stores: no links, no empty folders
+        relative = posixpath.relpath(path.rstrip("/"), root)
+        if not _OWN_FILES.fullmatch(relative):
+            foreign.append(relative)
+    return sorted(foreign)
+
+
+def _unlistable(error: OSError) -> None:
+    raise VLConvertError(f"{error.filename}: cannot list this folder ({error.strerror}); refusing to delete what it may hold")
+
+
+def check_apart(out_fs, out_path: str, data_fs, data_path: str, out: str, root: str) -> None:
+    """``--out`` may not be the dataset's folder, hold it, or sit inside it.
+
+    A build written into the dataset would be read as data by the next build (an extra
+    class of an image folder), and ``--overwrite`` there could delete the dataset."""
+    local = isinstance(out_fs, LocalFileSystem)
+    if local != isinstance(data_fs, LocalFileSystem) or (not local and out_fs.protocol != data_fs.protocol):
+        return
+    if local:  # through links: "-o link-to-data" is the data
+        out_real, data_real = os.path.realpath(out_path), os.path.realpath(data_path)
+    else:
+        out_real, data_real = "/" + out_path.strip("/"), "/" + data_path.strip("/")
+    inside = (out_real.rstrip("/") + "/").startswith(data_real.rstrip("/") + "/")
+    holds = (data_real.rstrip("/") + "/").startswith(out_real.rstrip("/") + "/")
+    if inside or holds:
+        where = "is" if out_real.rstrip("/") == data_real.rstrip("/") else "is inside" if inside else "contains"
+        raise VLConvertError(f"--out {out} {where} the dataset folder {root}: vlconvert never writes into the data it reads "
+                             "(a later build would read the shards as data, and --overwrite could delete the dataset); "
+                             "choose an --out outside it")
 
 
 def _delete_build(fs, out_path: str, entries: list[str]) -> None:
@@ -93,6 +200,7 @@ class SplitSummary:
     shards: list[dict]
     class_counts: list[int]
     held_out: int = 0
+    ignored: int = 0  # hidden files the adapter left out by convention: not records, counted so nothing vanishes
 
 
 def finish_split(fs, out_path: str, split: str, results: list[ShardResult], num_classes: int,

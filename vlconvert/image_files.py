@@ -1,0 +1,123 @@
+"""Reads a record's image bytes, as far as the dataset may take the reader and no further.
+
+A dataset from someone else decides which paths vlconvert opens, so every read
+holds to three rules (docs/security.md):
+
+* **inside the root after resolving links**: a local path is resolved (every
+  symlink, ``..``) and must land inside the adapter's dataset folder, unless the
+  adapter allows paths outside it (``allow_outside_root``);
+* **regular files only**: a FIFO would block for ever and ``/dev/zero`` would
+  never end, so the file is opened without blocking and checked with ``fstat``
+  before a byte is read;
+* **a byte cap** (``--max-image-bytes``): a larger file is refused from its size,
+  and never more than the cap is read, locally or remotely.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+import fsspec
+
+from .images import ImageError
+
+DEFAULT_MAX_IMAGE_BYTES = 256 << 20  # a 100-megapixel JPEG is ~50 MB; an uncompressed 48-megapixel TIFF ~150 MB
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    root: str | None = None  # the resolved folder local images must lie in; None: anywhere
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+
+
+def read_image_bytes(image: str | bytes, limits: ReadLimits) -> bytes:
+    """The encoded image: bytes as given, a local file, or an fsspec URL; raises ImageError."""
+    if isinstance(image, bytes):
+        if len(image) > limits.max_bytes:
+            raise ImageError(_too_large(f"<{len(image)} bytes>", len(image), limits.max_bytes))
+        return image
+    if "://" in image and not image.startswith("file://"):
+        return _read_remote(image, limits)
+    return _read_local(image.removeprefix("file://"), limits)
+
+
+def within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _read_local(path: str, limits: ReadLimits) -> bytes:
+    real = os.path.realpath(path)
+    if limits.root is not None and not within(real, limits.root):
+        raise ImageError(f"image {path} resolves to {real}, outside the dataset root {limits.root}; links may not lead "
+                         "out of it (--option allow_outside_root=true to read them anyway)")
+    try:
+        fd = os.open(real, _OPEN_FLAGS)
+    except FileNotFoundError as exc:
+        raise ImageError(f"image file not found: {path}") from exc
+    except OSError as exc:
+        raise ImageError(f"cannot read image {path}: {os.strerror(exc.errno) if exc.errno else exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError(f"image path is a folder: {path}")
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
+            raise ImageError(f"image {path} is {kind}, not a regular file; only regular files are read")
+        if info.st_size > limits.max_bytes:
+            raise ImageError(_too_large(path, info.st_size, limits.max_bytes))
+        with open(fd, "rb", closefd=False) as f:
+            data = f.read(limits.max_bytes + 1)  # a file that grows while read still stops at the cap
+    except OSError as exc:
+        raise ImageError(f"cannot read image {path}: {os.strerror(exc.errno) if exc.errno else exc}") from exc
+    finally:
+        os.close(fd)
+    if len(data) > limits.max_bytes:
+        raise ImageError(_too_large(path, len(data), limits.max_bytes))
+    return data
+
+
+def _read_remote(url: str, limits: ReadLimits) -> bytes:
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        if "http" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)):
+            # A server may ignore a Range header: stream, and stop reading at the cap.
+            with fs.open(path, "rb", block_size=0) as f:
+                data = f.read(limits.max_bytes + 1)
+        else:
+            data = _ranged_get(fs, path, limits.max_bytes + 1)  # one GET of at most the cap
+    except FileNotFoundError as exc:  # fsspec's HTTP backend also says this when the server cannot be reached
+        raise ImageError(f"cannot read image {url}: not found or not reachable") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"image path is a folder: {url}") from exc
+    except OSError as exc:
+        raise ImageError(f"cannot read image {url}: {os.strerror(exc.errno) if exc.errno else exc}") from exc
+    except ImportError as exc:  # fsspec's http:// and s3:// backends are optional packages
+        raise ImageError(f"cannot read image {url}: its URL scheme needs a package that is not installed ({exc})") from exc
+    except ValueError as exc:
+        raise ImageError(f"cannot read image {url}: {exc}") from exc
+    except Exception as exc:
+        # A store's own error (HTTP 403, a malformed URL for the backend) belongs to this record only.
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise ImageError(f"cannot read image {url}: {type(exc).__name__}: {detail}") from exc
+    if len(data) > limits.max_bytes:
+        raise ImageError(_too_large(url, len(data), limits.max_bytes))
+    return data
+
+
+def _ranged_get(fs, path: str, end: int) -> bytes:
+    try:
+        return fs.cat_file(path, start=0, end=end)
+    except OSError as exc:
+        # S3 answers a range on an empty object with "InvalidRange" (416): the object is empty.
+        if "InvalidRange" in str(exc) or "416" in str(exc) or "Requested Range Not Satisfiable" in str(exc):
+            return b""
+        raise
+
+
+def _too_large(path: str, size: int, limit: int) -> str:
+    return f"image {path} is {size:,} bytes, over the limit of {limit:,} (--max-image-bytes)"
