@@ -6,6 +6,10 @@ item at a time; every chunk of items is packed into Arrow columns and written
 to an Arrow IPC file in a spill folder, then memory-mapped back.  Planning
 touches only the id and label columns, so the process keeps a few hundred MB
 resident however large the file is, and the page cache holds the rest.
+
+The file is someone else's, so ijson reads it through a ``NestingGuard``
+(``_json_guard.py``): ijson keeps a prefix string per level, and a 100 KB file
+of ``[[[[…`` would cost gigabytes.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import pyarrow.compute as pc
 
 from vlconvert.records import KEY_PATTERN, Rejected, VLConvertError
 
+from ._json_guard import NestingGuard
+
 CHUNK_ROWS = 20_000
 _READ_BUFFER = 1 << 20
-_MISSING = object()
 ESCAPES_ROOT = "_file_name_escapes_root"
 # The joined label; a name no image field uses (iNat entries may carry their own "label").
 LABEL = "_vlconvert_label"
@@ -51,7 +56,8 @@ def read_list(
         chunks.append(_spill(table, os.path.join(spill_dir, f"{section}-{len(chunks):05d}.arrow")) if spill_dir else table)
 
     try:
-        with fs.open(path, "rb") as stream:
+        with fs.open(path, "rb") as raw:
+            stream = NestingGuard(raw, path)
             # An empty section means the document itself is the list (iNat-2018's categories.json).
             for item in ijson.items(stream, f"{section}.item" if section else "item", use_float=True, buf_size=_READ_BUFFER):
                 if not isinstance(item, dict):
@@ -74,11 +80,24 @@ def read_list(
         raise VLConvertError(_conflict_between_chunks(chunks, starts, path, section) or f"{path}: {section}: {exc}") from exc
 
 
+_EVENT_KINDS = {"start_map": "an object", "string": "a string", "number": "a number", "boolean": "a boolean", "null": "null"}
+
+
 def _require_section(fs, path: str, section: str) -> None:
-    # Only reached when the list yielded nothing: tell "empty" from "absent".
-    with fs.open(path, "rb") as stream:
-        if next(ijson.items(stream, section, buf_size=_READ_BUFFER), _MISSING) is _MISSING:
-            raise VLConvertError(f"{path}: has no {section!r} list; is this a COCO-style annotation file?")
+    # Only reached when the list yielded nothing: tell "empty" from "absent" from "not a list".
+    try:
+        with fs.open(path, "rb") as raw:
+            for prefix, event, _ in ijson.parse(NestingGuard(raw, path), buf_size=_READ_BUFFER):
+                if prefix == section and event != "map_key":
+                    if event == "start_array":
+                        return  # an empty list
+                    raise VLConvertError(f"{path}: {section!r} must be a list, but it is {_EVENT_KINDS.get(event, event)}")
+                if prefix == "" and event in ("start_array", "string", "number", "boolean", "null"):
+                    raise VLConvertError(f"{path}: the file is {_EVENT_KINDS.get(event, 'a list')}, not an object "
+                                         f"holding the {section!r} list; is this a COCO-style annotation file?")
+    except ijson.JSONError as exc:
+        raise VLConvertError(f"{path}: not valid JSON ({str(exc).strip().splitlines()[0].strip()})") from exc
+    raise VLConvertError(f"{path}: has no {section!r} list; is this a COCO-style annotation file?")
 
 
 def _to_table(items: list[dict], path: str, section: str, start: int) -> pa.Table:

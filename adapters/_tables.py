@@ -13,6 +13,8 @@ import pyarrow.parquet as pq
 from vlconvert.records import ClassInfo, VLConvertError
 from vlconvert.storage import filesystem
 
+from ._json_guard import check_json_file
+
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 _ALIASES = {"specific_epithet": "species", "scientific_name": "name"}
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "json", ".json": "json"}
@@ -29,6 +31,7 @@ def read_table(fs, path: str, shown: str, text_columns: tuple[str, ...] = ()) ->
             if kind == "parquet":
                 return pq.read_table(f)
             if kind == "json":
+                check_json_file(fs, path, shown)  # pyarrow's reader crashes the process on deep nesting
                 return pa_json.read_json(f)
             options = pa_csv.ParseOptions(delimiter="\t" if kind == "tsv" else ",")
             convert = pa_csv.ConvertOptions(column_types={c: pa.string() for c in text_columns})

@@ -106,7 +106,10 @@ def test_sizes_json_that_disagrees_with_the_manifest(out):
     sizes = read_json(out / "val" / "sizes.json")
     sizes["val-000001.tar"] += 1
     (out / "val" / "sizes.json").write_text(json.dumps(sizes))
-    assert problems(out) == ["val/sizes.json: val-000001.tar: 3 samples, the manifest says 2"]
+    found = problems(out)
+    assert found[0] == "val/sizes.json: val-000001.tar: 3 samples, the manifest says 2"
+    assert found[1].startswith("val/sizes.json: 43 bytes with sha256") and found[1].endswith("changed since the build wrote it")
+    assert len(found) == 2
 
 
 def test_an_unlisted_shard(out):
@@ -183,8 +186,11 @@ def test_counts_that_do_not_add_up(out):
     manifest = read_json(out / "manifest.json")
     manifest["splits"]["val"]["read"] += 1
     (out / "manifest.json").write_text(json.dumps(manifest))
-    assert problems(out) == ["manifest.json split val: read 13 is not written 12 + errored 0 + held out 0",
-                             "errors.jsonl: 1 lines, the manifest counts 0 errors"]
+    found = problems(out)
+    assert found[0] == "manifest.json split val: read 13 is not written 12 + errored 0 + held out 0"
+    assert found[1].startswith("errors.jsonl: 56 bytes with sha256") and found[1].endswith("changed since the build wrote it")
+    assert found[2:] == ["errors.jsonl: line 1 is not an error entry (a JSON object with split, key, source, stage, reason)",
+                         "errors.jsonl: 1 lines, the manifest counts 0 errors"]
 
 
 def test_a_split_the_manifest_lost_and_mistyped_fields_are_reported_not_crashed(tmp_path):
@@ -193,6 +199,7 @@ def test_a_split_the_manifest_lost_and_mistyped_fields_are_reported_not_crashed(
     vlconvert.build("inat2021", str(root), str(out))
     manifest = json.loads((out / "manifest.json").read_text())
     del manifest["splits"]["val"]
+    del manifest["files"]["val/sizes.json"]
     (out / "manifest.json").write_text(json.dumps(manifest))
     assert [str(p) for p in validate(str(out)).problems] == ["val/: holds .tar shards, but manifest.json lists no such split"]
     for field, value in (("num_classes", "12"), ("splits", ["train"])):

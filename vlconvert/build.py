@@ -238,20 +238,19 @@ def build(
     for result in run_tasks(config, work(), executor, workers, ray_address):
         report(result)
 
-    summaries = {
-        s: output.finish_split(fs, out_path, s, results[s], len(classes), len(plans[s].records), len(plans[s].rejected), plans[s].held_out)
-        for s in split_names
-    }
+    summaries, side_files = {}, {}
     for s in split_names:
+        summaries[s], side_files[f"{s}/{files.SIZES}"] = output.finish_split(
+            fs, out_path, s, results[s], len(classes), len(plans[s].records), len(plans[s].rejected), plans[s].held_out)
         summaries[s].ignored = len(plans[s].ignored)
     all_rejected = [
         r for s in split_names
         for r in [*plans[s].rejected, *(r for res in sorted(results[s], key=lambda x: x.index) for r in res.rejected)]
     ]
-    files.write_errors(fs, out_path, all_rejected)
-    files.write_lines(fs, posixpath.join(out_path, files.CLASSNAMES), prompts.classnames)
-    files.write_classes(fs, out_path, classes)
-    files.write_lines(fs, posixpath.join(out_path, files.ZEROSHOT_TEMPLATES), prompts.templates)
+    side_files[files.ERRORS] = files.write_errors(fs, out_path, all_rejected)
+    side_files[files.CLASSNAMES] = files.write_lines(fs, posixpath.join(out_path, files.CLASSNAMES), prompts.classnames)
+    side_files[files.CLASSES] = files.write_classes(fs, out_path, classes)
+    side_files[files.ZEROSHOT_TEMPLATES] = files.write_lines(fs, posixpath.join(out_path, files.ZEROSHOT_TEMPLATES), prompts.templates)
     by_stage = dict(sorted(Counter(r.stage for r in all_rejected).items()))
     checkpoints.clear_ledger(fs, out_path)
     files.write_manifest(fs, out_path, {
@@ -265,6 +264,8 @@ def build(
         "holdout": {"spec": holdout_classes, "classes": held, "names": [classes[label].name for label in held],
                     "kept_out_of": [s for s in split_names if holdout.is_training_split(s)]} if held else None,
         "splits": {s: vars(summary) for s, summary in summaries.items()},
+        # Size and sha256 of every side file, so `vlconvert validate` can tell a damaged or edited one.
+        "files": dict(sorted(side_files.items())),
         # Every option that shaped this output, as `vlconvert build --config` reads it back.
         "config": recorded_config(
             adapter=adapter, root=root, splits=split_names, templates=list(templates or []),
@@ -356,7 +357,7 @@ def _describe_prompts(prompts: PromptSet) -> dict:
             "prompts": prompts.name,
             "classnames_are": prompts.classnames_are,
             "templates": len(prompts.templates),
-            "sha256": hashlib.sha256("\n".join(prompts.templates).encode()).hexdigest(),
+            "sha256": hashlib.sha256("\n".join(" ".join(t.split()) for t in prompts.templates).encode()).hexdigest(),
             # Identical lines in classnames.txt are classes zero-shot evaluation cannot tell apart.
             "duplicate_classnames": prompts.duplicates,
         },

@@ -23,11 +23,11 @@ import jinja2
 from jinja2.sandbox import SecurityError
 
 from .caption_filters import FILTERS
-from .caption_sandbox import CaptionSandbox
-from .records import ClassInfo, Record, VLConvertError
+from .caption_sandbox import CaptionSandbox, TemplateLimit
+from .records import ClassInfo, Record, VLConvertError, is_valid_key
 
 DEFAULT_TEMPLATE = "taxonomic_common"
-_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+MAX_TEMPLATE_BYTES = 1 << 20  # built-in templates are under 1 KB; a megabyte is no caption template
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def load_template(spec: str) -> Template:
             hint = f"; the built-in template is named plain {builtin!r}" if builtin in builtin_template_names() else ""
             raise VLConvertError(f"template file {spec} does not exist{hint}")
         name = path.name[: -len(".j2")]
-        if not _NAME_RE.match(name):
+        if not is_valid_key(name):  # fullmatch: "x\n" is no member name
             raise VLConvertError(
                 f"template file {spec}: its name {name!r} becomes the tar member KEY.{name}.txt, "
                 "so it may hold only letters, digits, '_' and '-'"
@@ -78,6 +78,8 @@ def load_template(spec: str) -> Template:
 
 def read_utf8(path: Path, what: str) -> str:
     try:
+        if path.stat().st_size > MAX_TEMPLATE_BYTES:
+            raise VLConvertError(f"{what} {path}: larger than {MAX_TEMPLATE_BYTES >> 20} MB; this is not a template")
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise VLConvertError(f"{what} {path}: not UTF-8 text (byte {exc.start})") from None
@@ -192,6 +194,10 @@ class CaptionError(ValueError):
     """A record whose caption could not be rendered; it goes to the error report."""
 
 
+class CaptionLimitError(CaptionError):
+    """A render passed one of the sandbox's limits: a template problem, which stops the build at the pre-render."""
+
+
 class CaptionRenderer:
     """Compiles templates once; renders classes and records through them."""
 
@@ -205,6 +211,8 @@ class CaptionRenderer:
                 self._compiled[t.name] = env.from_string(t.source)
             except jinja2.TemplateSyntaxError as exc:
                 raise VLConvertError(f"template {t.name} ({t.origin}), line {exc.lineno}: {exc.message}") from exc
+            except (RecursionError, MemoryError) as exc:
+                raise VLConvertError(f"template {t.name} ({t.origin}): nested too deeply to compile") from exc
         self._by_name = {t.name: t for t in self.templates}
         self.contexts = [class_context(c) for c in classes]
 
@@ -216,6 +224,8 @@ class CaptionRenderer:
     def render_class(self, name: str, label: int, metadata: Mapping[str, Any] | None = None) -> str:
         try:
             text = " ".join(self.environment.render(self._compiled[name], {**self.contexts[label], "meta": metadata or {}}).split())
+        except TemplateLimit as exc:
+            raise CaptionLimitError(f"template {self._describe(name)} was refused by the sandbox: {exc}") from exc
         except SecurityError as exc:
             raise CaptionError(f"template {self._describe(name)} was refused by the sandbox: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - a template can raise anything (1/0, a bad format spec)
@@ -229,11 +239,14 @@ class CaptionRenderer:
 
         ``metadata`` is one real record's; when a class fails only with it (a null
         there), the class is tried again with metadata that has every field, and
-        only a failure then (a class-level mistake) stops the build."""
+        only a failure then (a class-level mistake) stops the build.  A sandbox limit stops
+        it at once: a template that passes one on some records would pass it on others."""
         for name in self._compiled:
             for context in self.contexts:
                 try:
                     self.render_class(name, context["label"], metadata)
+                except CaptionLimitError as exc:
+                    raise VLConvertError(f"{exc} (class {context['label']} {context['name']!r})") from exc
                 except CaptionError as exc:
                     try:
                         present = {k: v for k, v in (metadata or {}).items() if v is not None}

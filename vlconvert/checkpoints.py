@@ -133,7 +133,7 @@ def load_committed(fs, out_path: str, splits: list[str]) -> dict[tuple[str, int]
         for text in fs.cat(entries, on_error="omit").values() if entries else ():
             try:
                 results.append(ShardResult.from_json(json.loads(text)))
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 continue  # an unreadable entry: the task is simply done again
         final = 0
         for result in sorted(results, key=lambda r: r.index):

@@ -29,7 +29,7 @@ def _row(cells, widths) -> str:
 
 def summary_lines(report: Inspection) -> list[str]:
     m = report.manifest
-    adapter = m.get("adapter") or {}
+    adapter = m.get("adapter") if isinstance(m.get("adapter"), dict) else {}
     lines = [f"{report.out}: {m.get('status')} build of {adapter.get('name', '?')} ({adapter.get('root', '?')}), "
              f"{report.num_classes} classes"]
     if m.get("status") != "complete":
@@ -94,6 +94,12 @@ def sample_lines(report: Inspection, n: int, seed: int) -> list[str]:
     return lines
 
 
+def problem_lines(report: Inspection) -> list[str]:
+    if not report.problems:
+        return []
+    return [f"problems ({len(report.problems)}; `vlconvert validate` checks the whole build):"] + [f"  {p}" for p in report.problems]
+
+
 def error_lines(report: Inspection) -> list[str]:
     if not report.errors_total:
         return ["errors: 0"]
@@ -143,7 +149,7 @@ def _metrics(path: str) -> dict | None:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -173,7 +179,7 @@ def inspect_command(out, samples, seed, max_shards, html_dir, grid, zeroshot_rep
             raise VLConvertError("--html needs matplotlib: pip install 'vlconvert[report]'") from None
     report = inspect(out, samples=max(samples, grid if html_dir else 0), seed=seed, max_shards=max_shards)
     zeroshot = zeroshot_reports(out, zeroshot_report)
-    sections = [summary_lines(report), frequency_lines(report), caption_lines(report, max_shards),
+    sections = [summary_lines(report), problem_lines(report), frequency_lines(report), caption_lines(report, max_shards),
                 sample_lines(report, samples, seed), error_lines(report)]
     for z in zeroshot:
         sections.append([f"zero-shot report: {z.document}" + (f" (top-1 {100 * z.acc1:.2f}%)" if z.acc1 is not None else "")])

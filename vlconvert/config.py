@@ -115,8 +115,8 @@ def _parse(path: str, text: str) -> Any:
     if as_json:
         try:
             return json.loads(text)
-        except ValueError as exc:
-            raise VLConvertError(f"--config {path}: not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
+            raise VLConvertError(f"--config {path}: not valid JSON: {str(exc) or 'nested too deeply'}") from None
     if _toml is None:  # pragma: no cover - Python 3.10 without tomli
         raise VLConvertError(f"--config {path}: reading TOML needs Python 3.11+ or `pip install tomli`; "
                              "or write the options as JSON")

@@ -7,7 +7,6 @@ the same code in this process and in a pool worker.
 
 from __future__ import annotations
 
-import json
 import operator
 import os
 import signal
@@ -18,6 +17,7 @@ from .captions import CaptionError, CaptionRenderer, CaptionSpec
 from .checkpoints import ShardResult, commit, part_path, records_digest
 from .image_files import ReadLimits, read_image_bytes
 from .images import ImageError, ImageOptions, prepare
+from .manifest import dumps
 from .records import ClassInfo, Record, Rejected
 from .shards import ShardSink, TarShard
 from .storage import filesystem
@@ -94,7 +94,7 @@ class ShardWriter:
             "caption_template": primary.name,
         }
         members = [(image.extension, image.data)] + [(member, text.encode()) for member, text in captions]
-        members.append(("json", json.dumps(sample, ensure_ascii=False, default=str).encode()))
+        members.append(("json", dumps(sample).encode()))  # strict JSON: a CSV's "inf" becomes null, not Infinity
         members.append(("cls", str(label).encode()))
         return members
 

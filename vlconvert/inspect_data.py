@@ -21,14 +21,15 @@ from . import holdout
 from . import manifest as files
 from .lint import CONTEXT_LENGTH, _token_lengths
 from .records import VLConvertError
-from .storage import filesystem
-from .validate import _read_manifest
+from .storage import NotARegularFile, filesystem, open_regular
+from .validate import listed_shards, read_manifest, structure_problems
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 FREQUENCY_PERCENTILES = (("min", 0), ("p1", 1), ("p5", 5), ("p25", 25), ("median", 50), ("p75", 75), ("p95", 95),
                          ("p99", 99), ("max", 100))
 LENGTH_PERCENTILES = (("min", 0), ("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
 MAX_ERRORS_LISTED = 20
+MAX_MEMBER_BYTES = 512 << 20  # a member larger than the largest image a build accepts is not read into memory
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Inspection:
     errors_by_stage: dict[str, int] = field(default_factory=dict)
     errors_total: int = 0
     first_errors: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # damage found on the way, one line each (validate checks it all)
 
     @property
     def shards_read(self) -> int:
@@ -115,25 +117,42 @@ def frequency_groups(counts: list[int]) -> tuple[tuple[int, int] | None, dict[st
     return cutoffs, {name: groups[name] for name in ("head", "medium", "tail")}
 
 
+def _count(value) -> int:
+    """A count from a manifest that may have been edited: anything but a whole number counts 0 (and is reported)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _counts(values) -> list[int] | None:
+    return values if isinstance(values, list) and all(_count(v) == v for v in values) else None
+
+
 def inspect(out: str, *, samples: int = 5, seed: int = 0, max_shards: int = 20) -> Inspection:
+    """What the build in ``out`` holds.  Damage (a truncated shard, a mistyped manifest field) is listed
+    in ``problems``, one line each, and the rest is shown; ``vlconvert validate`` checks everything."""
     fs, path = filesystem(out, "OUT")
-    manifest = _read_manifest(fs, out, path)
+    manifest = read_manifest(fs, out, path)
     if manifest is None:
         raise VLConvertError(f"{out}: its {files.MANIFEST} is not valid JSON (run `vlconvert validate {out}`)")
-    splits = {s: i for s, i in (manifest.get("splits") or {}).items() if isinstance(i, dict)}
-    rows = [SplitRow(s, len(i.get("shards") or []), int(i.get("written", 0)), sum(c > 0 for c in i.get("class_counts") or []),
-                     sum(int(sh.get("bytes", 0)) for sh in i.get("shards") or []), int(i.get("errored", 0)))
+    problems = [f"{files.MANIFEST}: {what}" for what in structure_problems(manifest)]
+    raw_splits = manifest.get("splits") if isinstance(manifest.get("splits"), dict) else {}
+    splits = {s: i for s, i in raw_splits.items() if isinstance(i, dict)}
+    for s, info in splits.items():
+        shards = info.get("shards") if isinstance(info.get("shards"), list) else []
+        info["shards"] = listed_shards(s, shards, lambda where, what: problems.append(f"{where}: {what}"))
+    rows = [SplitRow(s, len(i["shards"]), _count(i.get("written")), sum(c > 0 for c in _counts(i.get("class_counts")) or []),
+                     sum(_count(sh.get("bytes")) for sh in i["shards"]), _count(i.get("errored")))
             for s, i in splits.items()]
-    templates = [f"{t.get('name')} ({'KEY.' + t['member'] if 'member' in t else '?'})"
-                 for t in manifest.get("templates") or [] if isinstance(t, dict)]
-    result = Inspection(out, manifest, rows, int(manifest.get("num_classes") or 0), templates)
+    templates = [f"{t.get('name')} ({'KEY.' + str(t['member']) if 'member' in t else '?'})"
+                 for t in manifest.get("templates") if isinstance(t, dict)] if isinstance(manifest.get("templates"), list) else []
+    result = Inspection(out, manifest, rows, _count(manifest.get("num_classes")), templates, problems=problems)
 
     # The training split is what head/tail means for a model; without one, the largest split says most.
-    training = [s for s in splits if holdout.is_training_split(s) and splits[s].get("class_counts")]
-    counted = training or sorted((s for s in splits if splits[s].get("class_counts")), key=lambda s: -splits[s].get("written", 0))
+    with_counts = [s for s in splits if _counts(splits[s].get("class_counts"))]
+    training = [s for s in with_counts if holdout.is_training_split(s)]
+    counted = training or sorted(with_counts, key=lambda s: -_count(splits[s].get("written")))
     if counted:
         result.frequency_split = counted[0]
-        result.class_counts = [int(c) for c in splits[counted[0]]["class_counts"]]
+        result.class_counts = list(splits[counted[0]]["class_counts"])
         result.cutoffs, result.groups = frequency_groups(result.class_counts)
 
     captions = _read_shards(fs, path, splits, result, samples, seed, max_shards)
@@ -166,20 +185,31 @@ def _read_shards(fs, path: str, splits: dict, result: Inspection, k: int, seed: 
     result.shards_total = sum(len(i.get("shards") or []) for i in splits.values())
     rng = random.Random(f"vlconvert-inspect-samples:{seed}")
     for split, name in picked:
-        with fs.open(posixpath.join(path, name), "rb") as f:
-            for sample in _stream(f, split, name):
-                result.samples_read += 1
-                primary = sample.captions.get("txt")
-                if primary is not None:
-                    result.char_lengths.append(len(primary))
-                    captions.append(primary)
-                # A uniform draw from a stream of unknown length holding only k images: keep the k smallest random
-                # keys.  The n smallest are the same for any k >= n, so -n 5 shows the HTML grid's first five.
-                priority = (rng.random(), result.samples_read)
-                if len(reservoir) < k:
-                    heapq.heappush(reservoir, (-priority[0], -priority[1], sample))
-                elif k and priority[0] < -reservoir[0][0]:
-                    heapq.heapreplace(reservoir, (-priority[0], -priority[1], sample))
+        read_before = result.samples_read
+        try:
+            with open_regular(fs, posixpath.join(path, name)) as f:
+                for sample in _stream(f, split, name):
+                    result.samples_read += 1
+                    primary = sample.captions.get("txt")
+                    if primary is not None:
+                        result.char_lengths.append(len(primary))
+                        captions.append(primary)
+                    # A uniform draw from a stream of unknown length holding only k images: keep the k smallest random
+                    # keys.  The n smallest are the same for any k >= n, so -n 5 shows the HTML grid's first five.
+                    priority = (rng.random(), result.samples_read)
+                    if len(reservoir) < k:
+                        heapq.heappush(reservoir, (-priority[0], -priority[1], sample))
+                    elif k and priority[0] < -reservoir[0][0]:
+                        heapq.heapreplace(reservoir, (-priority[0], -priority[1], sample))
+        except FileNotFoundError:
+            result.problems.append(f"{name}: missing: listed in manifest.json but not on disk")
+            continue
+        except (NotARegularFile, IsADirectoryError) as exc:
+            result.problems.append(f"{name}: not a regular file ({exc.strerror}); not read")
+            continue
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            result.problems.append(f"{name}: unreadable after {result.samples_read - read_before} samples: {exc} "
+                                   f"(run `vlconvert validate` for the whole build)")
         result.read_shards.append(name)
     result.samples = [entry[2] for entry in sorted(reservoir, key=lambda e: (-e[0], -e[1]))]
     return captions
@@ -190,8 +220,8 @@ def _stream(f, split: str, shard: str):
     current: Sample | None = None
     with tarfile.open(fileobj=f, mode="r|") as tar:
         for member in tar:
-            if not member.isfile():
-                continue
+            if not member.isfile() or member.size > MAX_MEMBER_BYTES:
+                continue  # nothing a build writes: validate reports it
             base = posixpath.basename(member.name)
             key, _, suffix = base.partition(".")  # webdataset's rule: the key ends at the first dot
             if current is None or current.key != key:
@@ -203,9 +233,10 @@ def _stream(f, split: str, shard: str):
                 current.captions[suffix] = data.decode("utf-8", "replace")
             elif suffix == "json":
                 try:
-                    current.info = json.loads(data)
-                except ValueError:
-                    current.info = {}
+                    info = json.loads(data)
+                except (ValueError, RecursionError):
+                    info = {}
+                current.info = info if isinstance(info, dict) else {}
             elif suffix.lower() in IMAGE_EXTENSIONS:
                 current.image, current.image_ext = data, suffix.lower()
     if current is not None:
@@ -213,18 +244,24 @@ def _stream(f, split: str, shard: str):
 
 
 def _read_errors(fs, path: str, manifest: dict, result: Inspection) -> None:
-    errors = manifest.get("errors") or {}
-    result.errors_by_stage = {str(k): int(v) for k, v in (errors.get("by_stage") or {}).items()}
-    result.errors_total = int(errors.get("count") or sum(result.errors_by_stage.values()))
-    name = posixpath.join(path, errors.get("file") or files.ERRORS)
-    if not fs.exists(name):
+    errors = manifest.get("errors") if isinstance(manifest.get("errors"), dict) else {}
+    by_stage = errors.get("by_stage") if isinstance(errors.get("by_stage"), dict) else {}
+    result.errors_by_stage = {str(k): _count(v) for k, v in by_stage.items()}
+    result.errors_total = _count(errors.get("count")) or sum(result.errors_by_stage.values())
+    try:  # always the build's own errors.jsonl: a manifest's "file" entry is not followed out of OUT
+        f = open_regular(fs, posixpath.join(path, files.ERRORS))
+    except FileNotFoundError:
         return
-    with fs.open(name, "rb") as f:  # only the head: errors.jsonl of a large build can hold millions of lines
+    except (NotARegularFile, IsADirectoryError) as exc:
+        result.problems.append(f"{files.ERRORS}: not a regular file ({exc.strerror}); not read")
+        return
+    with f:  # only the head: errors.jsonl of a large build can hold millions of lines
         for line in f:
             if len(result.first_errors) >= MAX_ERRORS_LISTED:
                 break
             try:
-                result.first_errors.append(json.loads(line))
-            except ValueError:
-                result.first_errors.append({"reason": line.decode("utf-8", "replace").strip()})
+                entry = json.loads(line)
+            except (ValueError, RecursionError):
+                entry = None
+            result.first_errors.append(entry if isinstance(entry, dict) else {"reason": line.decode("utf-8", "replace").strip()})
 

@@ -26,7 +26,7 @@ from . import __version__, checkpoints
 from . import manifest as files
 from .checkpoints import ShardResult
 from .records import VLConvertError
-from .storage import uploads_are_atomic
+from .storage import read_bounded, uploads_are_atomic
 
 
 def resume_key(settings: dict[str, Any]) -> str:
@@ -35,12 +35,10 @@ def resume_key(settings: dict[str, Any]) -> str:
 
 def _read_manifest(fs, path: str) -> dict | None:
     try:
-        raw = fs.cat_file(posixpath.join(path, files.MANIFEST))
+        raw = read_bounded(fs, posixpath.join(path, files.MANIFEST), _MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         return None
-    except IsADirectoryError:
-        return {}
-    if len(raw) > _MAX_MANIFEST_BYTES:
+    except (OSError, ValueError):  # a folder, a FIFO, a huge file: not a manifest vlconvert wrote
         return {}
     try:
         data = json.loads(raw)
@@ -204,8 +202,9 @@ class SplitSummary:
 
 
 def finish_split(fs, out_path: str, split: str, results: list[ShardResult], num_classes: int,
-                 planned: int, rejected_before: int, held_out: int) -> SplitSummary:
+                 planned: int, rejected_before: int, held_out: int) -> tuple[SplitSummary, dict]:
     """Give the split's committed parts their final, consecutive names; account for every record.
+    Returns the split's summary and what the manifest records of its sizes.json.
 
     ``planned`` records went into tasks; the adapter rejected ``rejected_before``
     rows and ``held_out`` records were kept out on purpose."""
@@ -219,12 +218,13 @@ def finish_split(fs, out_path: str, split: str, results: list[ShardResult], num_
             renames.append((info.path, posixpath.join(split_dir, name)))
             shards.append({"name": f"{split}/{name}", "samples": info.samples, "bytes": info.bytes, "sha256": info.sha256})
     _rename_all(fs, split_dir, renames)
-    files.write_sizes(fs, split_dir, shards)
+    sizes = files.write_sizes(fs, split_dir, shards)
     written = sum(s["samples"] for s in shards)
     errored = rejected_before + sum(len(r.rejected) for r in results)
     if written + errored + held_out != read:
         raise RuntimeError(f"split {split}: {read} records read but {written} written + {errored} rejected + {held_out} held out")
-    return SplitSummary(read, written, errored, shards, [counts.get(label, 0) for label in range(num_classes)], held_out)
+    summary = SplitSummary(read, written, errored, shards, [counts.get(label, 0) for label in range(num_classes)], held_out)
+    return summary, sizes
 
 
 def _rename_all(fs, split_dir: str, renames: list[tuple[str, str]]) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import os
+import stat
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from .records import BuildFailed, VLConvertError
 
@@ -73,3 +76,36 @@ def storage_errors(function):
                               "rerun the same command to resume") from exc
 
     return wrapper
+
+
+class NotARegularFile(OSError):
+    """A FIFO, device or socket where a file was expected: opening it could block for ever or never end."""
+
+
+def open_regular(fs, path: str):
+    """``fs.open(path, "rb")``, refusing anything but a regular file on a local disk without blocking on it.
+
+    A build folder from someone else may hold a FIFO named ``manifest.json`` or a link to ``/dev/zero``
+    named like a shard; the readers of a build (validate, inspect) open files through this."""
+    if not isinstance(fs, LocalFileSystem):
+        return fs.open(path, "rb")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "Is a directory", path)
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(0, "not a regular file", path)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bounded(fs, path: str, limit: int) -> bytes:
+    """A whole small file through :func:`open_regular`; ``ValueError`` when it is larger than ``limit``."""
+    with open_regular(fs, path) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path}: larger than {limit:,} bytes")
+    return data

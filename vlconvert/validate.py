@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import manifest as files
-from .records import VLConvertError
-from .storage import filesystem
-from .validate_counts import check_side_files, check_split
+from .records import VLConvertError, is_valid_key
+from .storage import NotARegularFile, filesystem, read_bounded
+from .validate_counts import check_split
+from .validate_files import check_side_files
 from .validate_shard import MAX_LISTED, SampleRules, ShardCheck, check_shard
+
+# A build's manifest is a few MB even for iNat-2021's 2,687 shards; anything far larger is not one.
+MAX_MANIFEST_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ def validate(out: str, *, decode: bool = True, workers: int = 1,
     shards (hashing and decoding release the GIL); ``progress(done, total)`` is
     called per shard."""
     fs, path = filesystem(out, "OUT")
-    manifest = _read_manifest(fs, out, path)
+    manifest = read_manifest(fs, out, path)
     report = ValidationReport(out, "unreadable" if manifest is None else str(manifest.get("status")))
     if manifest is None:
         report.add(files.MANIFEST, "not valid JSON")
@@ -67,7 +72,7 @@ def validate(out: str, *, decode: bool = True, workers: int = 1,
         return report
     if report.status != "complete":
         report.add(files.MANIFEST, f"status is {report.status!r}, not 'complete'")
-    for what in _structure_problems(manifest):
+    for what in structure_problems(manifest):
         report.add(files.MANIFEST, what)
     if report.problems:
         return report  # the fields the checks below read are not what a build writes
@@ -108,25 +113,28 @@ def validate(out: str, *, decode: bool = True, workers: int = 1,
     return report
 
 
-def _read_manifest(fs, out: str, path: str) -> dict | None:
+def read_manifest(fs, out: str, path: str) -> dict | None:
     if not fs.exists(path):
         raise VLConvertError(f"{out}: no such folder")
     if not fs.isdir(path):
         raise VLConvertError(f"{out}: is a file, not a build's output folder")
     try:
-        raw = fs.cat_file(posixpath.join(path, files.MANIFEST))
+        raw = read_bounded(fs, posixpath.join(path, files.MANIFEST), MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise VLConvertError(f"{out}: holds no {files.MANIFEST}, so it is not a vlconvert build") from None
+    except (NotARegularFile, IsADirectoryError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "far too large"
+        raise VLConvertError(f"{out}: its {files.MANIFEST} is not a vlconvert manifest ({why})") from None
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None  # a build's manifest that got damaged: a finding, not a wrong argument
     if not isinstance(data, dict) or "format_version" not in data or "status" not in data:
         raise VLConvertError(f"{out}: its {files.MANIFEST} is not a vlconvert manifest")
     return data
 
 
-def _structure_problems(manifest: dict) -> Iterator[str]:
+def structure_problems(manifest: dict) -> Iterator[str]:
     """A hand-edited or damaged manifest is reported, field by field, instead of crashing the checks."""
     def whole(value) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -168,7 +176,22 @@ def _shards(report: ValidationReport, split: str, info) -> list[dict]:
     if not isinstance(shards, list) or not all(isinstance(s, dict) and "name" in s for s in shards):
         report.add(files.MANIFEST, f"split {split}: no list of shards")
         return []
-    return shards
+    return listed_shards(split, shards, report.add)
+
+
+def listed_shards(split: str, shards: list, add: Callable[[str, str], None]) -> list[dict]:
+    """The split's shard entries whose names are ones a build writes; a name that is not (``../../etc/passwd``,
+    an absolute path, another split's folder) is reported and never opened."""
+    pattern = re.compile(re.escape(f"{split}/{split}-") + r"\d{6}\.tar") if is_valid_key(split) else None
+    usable = []
+    for n, shard in enumerate(shards):
+        name = shard.get("name") if isinstance(shard, dict) else None
+        if pattern is None or not isinstance(name, str) or not pattern.fullmatch(name):
+            add(files.MANIFEST, f"split {split}: shards[{n}] is named {name!r}, not {split}/{split}-NNNNNN.tar "
+                                "as a build names them; not opened")
+        else:
+            usable.append(shard)
+    return usable
 
 
 def _run(fs, path: str, listed: list[tuple[str, dict]], rules: SampleRules, workers: int) -> Iterator[tuple[str, ShardCheck]]:

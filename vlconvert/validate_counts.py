@@ -1,9 +1,9 @@
 """The manifest's numbers against the side files and against each other.
 
-``validate.py`` reads the shards; these checks cover what a build writes
-beside them: each split's ``sizes.json`` (open_clip's dataset size), the
-split's accounting (read = written + errored + held out), stray tars a
-``--train-data`` glob would pick up, and the files zero-shot evaluation reads.
+``validate.py`` reads the shards; these checks cover each split: its
+``sizes.json`` (open_clip's dataset size), its accounting (read = written +
+errored + held out), and stray tars a ``--train-data`` glob would pick up.
+The side files are ``validate_files.py``'s.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _check_sizes(fs, path: str, add: Add, split: str, listed: dict[str, int]) ->
     except FileNotFoundError:
         add(where, "missing")
         return
-    except ValueError:
+    except (ValueError, RecursionError):
         add(where, "not valid JSON")
         return
     if not isinstance(sizes, dict):
@@ -69,37 +69,3 @@ def _check_sizes(fs, path: str, add: Add, split: str, listed: dict[str, int]) ->
             add(where, f"lists {name}, which the manifest does not")
         elif sizes[name] != listed[name]:
             add(where, f"{name}: {sizes[name]} samples, the manifest says {listed[name]}")
-
-
-def check_side_files(fs, path: str, add: Add, manifest: dict, num_classes: int) -> None:
-    expected = (manifest.get("errors") or {}).get("count")
-    split_errors = [s.get("errored") for s in (manifest.get("splits") or {}).values() if isinstance(s, dict)]
-    if all(isinstance(n, int) for n in split_errors) and sum(split_errors) != expected:
-        add(files.MANIFEST, f"errors count {expected} is not the splits' errored total {sum(split_errors)}")
-    lines = _count_lines(fs, posixpath.join(path, files.ERRORS))
-    if lines is None:
-        add(files.ERRORS, "missing")
-    elif lines != expected:
-        add(files.ERRORS, f"{lines} lines, the manifest counts {expected} errors")
-    for name in (files.CLASSNAMES, files.CLASSES):
-        lines = _count_lines(fs, posixpath.join(path, name))
-        if lines is None:
-            add(name, "missing")
-        elif lines != num_classes:
-            add(name, f"{lines} lines for {num_classes} classes")
-    if not fs.exists(posixpath.join(path, files.ZEROSHOT_TEMPLATES)):
-        add(files.ZEROSHOT_TEMPLATES, "missing")
-
-
-def _count_lines(fs, path: str) -> int | None:
-    """Counted in chunks: the errors.jsonl of a bad build can be larger than memory should hold."""
-    try:
-        f = fs.open(path, "rb")
-    except FileNotFoundError:
-        return None
-    count, last = 0, b"\n"
-    with f:
-        while chunk := f.read(1 << 20):
-            count += chunk.count(b"\n")
-            last = chunk[-1:]
-    return count + (last != b"\n")

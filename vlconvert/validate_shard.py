@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 
 from PIL import Image, UnidentifiedImageError
 
+from .storage import NotARegularFile, open_regular
+
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-MAX_LISTED = 10  # problems listed per shard; a shard that is garbage throughout would otherwise flood the report
+MAX_LISTED = 10
+MAX_MEMBER_BYTES = 512 << 20  # more than --max-image-bytes allows: not a member a build wrote, and not read into memory  # problems listed per shard; a shard that is garbage throughout would otherwise flood the report
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,16 @@ def check_shard(fs, path: str, name: str, expected: dict, rules: SampleRules) ->
     """``expected`` is the shard's manifest entry: samples, bytes, sha256."""
     check = ShardCheck(name)
     try:
-        with fs.open(path, "rb") as raw:
+        with open_regular(fs, path) as raw:
             reader = _HashingReader(raw)
             _read_tar(reader, check, rules)
             while reader.read(1 << 20):
                 pass  # the end-of-archive blocks and padding count towards the file's sha256
     except FileNotFoundError:
         check.problems = ["missing: listed in manifest.json but not on disk"]
+        return check
+    except (NotARegularFile, IsADirectoryError) as exc:
+        check.problems = [f"not a regular file ({exc.strerror}); not read"]
         return check
     # The whole file's problems come first and are never cut: they say what the member problems below them mean.
     whole = []
@@ -96,6 +102,9 @@ def _read_tar(reader: _HashingReader, check: ShardCheck, rules: SampleRules) -> 
             for member in tar:
                 if not member.isfile():
                     check.problem(f"{member.name}: not a regular file")
+                    continue
+                if member.size > MAX_MEMBER_BYTES:
+                    check.problem(f"{member.name}: {member.size:,} bytes, larger than any member a build writes; not read")
                     continue
                 key, dot, extension = member.name.partition(".")
                 if not dot or "/" in member.name:
@@ -176,7 +185,7 @@ class _Sample:
             return
         try:
             data = json.loads(self.small["json"])
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             check.problem(f"{k}.json: not valid JSON: {exc}")
             return
         if not isinstance(data, dict):
