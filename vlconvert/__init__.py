@@ -9,7 +9,7 @@ Adapters work on their own too::
     for record in adapter.records("val"): ...
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .build import BuildSummary, PlanSummary, Progress, SplitSummary, build  # noqa: E402
 from .records import Adapter, BuildFailed, ClassInfo, Record, Rejected, TooManyRejected, VLConvertError  # noqa: E402

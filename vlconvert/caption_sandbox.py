@@ -239,6 +239,8 @@ class CaptionSandbox(ImmutableSandboxedEnvironment):
         return super().call_unop(context, operator, arg)
 
     def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - Jinja's signature
+        if __obj == __self._loop:  # a for loop's own iterable: its items are counted as they are drawn
+            return super().call(__context, __obj, *args, **kwargs)
         __self.tick()
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str) and getattr(__obj, "__name__", "") in _GROWING_STR_METHODS:

@@ -7,9 +7,12 @@ the same code in this process and in a pool worker.
 
 from __future__ import annotations
 
+import ctypes
 import operator
 import os
 import signal
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -122,11 +125,34 @@ def _describe(image: str | bytes) -> str:
 _worker: ShardWriter | None = None
 
 
-def init_worker(config: WorkerConfig) -> None:
+def init_worker(config: WorkerConfig, parent: int | None = None) -> None:
     global _worker
     # Ctrl-C is the parent's to handle: it lets running tasks commit, then stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None:
+        die_with_parent(parent)
     _worker = ShardWriter(config)
+
+
+def die_with_parent(parent: int) -> None:
+    """End this worker when the build process that started it dies, even by ``kill -9``.
+
+    Left alone, a pool worker goes on converting (and holding memory, and writing parts) for a parent
+    that is gone.  On Linux the kernel sends SIGKILL at the parent's death (``PR_SET_PDEATHSIG``);
+    everywhere, a watchdog thread notices the worker was handed to another parent."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the watchdog alone
+    if os.getppid() != parent:  # died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="vlconvert-parent-watchdog", daemon=True).start()
 
 
 def run_task(split: str, index: int, records: Sequence[Record]) -> ShardResult:

@@ -10,6 +10,7 @@ all serialised at once.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import socket
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -42,7 +43,8 @@ def _run_local(config: WorkerConfig, work: Work, workers: int) -> Iterator[Shard
             yield writer.write(split, index, records)
         return
     # spawn, not fork: the parent holds Arrow thread pools that do not survive fork.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker, initargs=(config,))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
+                               initargs=(config, os.getpid()))
     try:
         pending = set()
         for split, index, records in work:

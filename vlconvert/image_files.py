@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import fsspec
 
 from .images import ImageError
+from .storage import read_at_most
 
 DEFAULT_MAX_IMAGE_BYTES = 256 << 20  # a 100-megapixel JPEG is ~50 MB; an uncompressed 48-megapixel TIFF ~150 MB
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -71,7 +72,7 @@ def _read_local(path: str, limits: ReadLimits) -> bytes:
         if info.st_size > limits.max_bytes:
             raise ImageError(_too_large(path, info.st_size, limits.max_bytes))
         with open(fd, "rb", closefd=False) as f:
-            data = f.read(limits.max_bytes + 1)  # a file that grows while read still stops at the cap
+            data = read_at_most(f, limits.max_bytes, info.st_size)  # a file that grows while read still stops at the cap
     except OSError as exc:
         raise ImageError(f"cannot read image {path}: {os.strerror(exc.errno) if exc.errno else exc}") from exc
     finally:
@@ -87,7 +88,7 @@ def _read_remote(url: str, limits: ReadLimits) -> bytes:
         if "http" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)):
             # A server may ignore a Range header: stream, and stop reading at the cap.
             with fs.open(path, "rb", block_size=0) as f:
-                data = f.read(limits.max_bytes + 1)
+                data = read_at_most(f, limits.max_bytes)
         else:
             data = _ranged_get(fs, path, limits.max_bytes + 1)  # one GET of at most the cap
     except FileNotFoundError as exc:  # fsspec's HTTP backend also says this when the server cannot be reached

@@ -131,6 +131,8 @@ def prepare(data: bytes, options: ImageOptions, crop=None) -> PreparedImage:
                     _decode_jpeg(data, img, 8)  # 1/8 scale still reads every coefficient
                 return PreparedImage(data, _PASSTHROUGH_FORMATS[img.format], img.width, img.height)
             return _reencode(img, data, options, orientation, crop)
+    except ImageError:
+        raise
     except UnidentifiedImageError as exc:
         raise ImageError("not a recognised image format") from exc
     except Image.DecompressionBombError as exc:

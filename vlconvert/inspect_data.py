@@ -184,6 +184,7 @@ def _read_shards(fs, path: str, splits: dict, result: Inspection, k: int, seed: 
     picked = _pick_shards(splits, seed, max_shards)
     result.shards_total = sum(len(i.get("shards") or []) for i in splits.values())
     rng = random.Random(f"vlconvert-inspect-samples:{seed}")
+    listed = {sh["name"]: sh.get("samples") for info in splits.values() for sh in info.get("shards") or []}
     for split, name in picked:
         read_before = result.samples_read
         try:
@@ -210,6 +211,11 @@ def _read_shards(fs, path: str, splits: dict, result: Inspection, k: int, seed: 
         except (tarfile.TarError, EOFError, OSError) as exc:
             result.problems.append(f"{name}: unreadable after {result.samples_read - read_before} samples: {exc} "
                                    f"(run `vlconvert validate` for the whole build)")
+        else:
+            # tarfile ends a stream cut between two members quietly: only the count tells.
+            if listed.get(name) != result.samples_read - read_before:
+                result.problems.append(f"{name}: {result.samples_read - read_before} samples, the manifest says {listed.get(name)}: "
+                                       "truncated or damaged (run `vlconvert validate`)")
         result.read_shards.append(name)
     result.samples = [entry[2] for entry in sorted(reservoir, key=lambda e: (-e[0], -e[1]))]
     return captions

@@ -102,10 +102,27 @@ def open_regular(fs, path: str):
         raise
 
 
+def read_at_most(f, limit: int, expected: int | None = None) -> bytes:
+    """What ``f`` holds, but never more than ``limit + 1`` bytes (so a caller can tell "too large").
+
+    ``f.read(limit + 1)`` would allocate the whole limit up front on every call; the file's own
+    size (``expected``) is asked for first, and a file that grows, or reports no size (``/proc``),
+    is read on in 1 MB steps."""
+    data = f.read(min(expected, limit) + 1) if expected is not None else b""
+    if expected is not None and len(data) <= expected:
+        return data
+    parts, size = [data], len(data)
+    while size <= limit and (chunk := f.read(min(1 << 20, limit + 1 - size))):
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
 def read_bounded(fs, path: str, limit: int) -> bytes:
     """A whole small file through :func:`open_regular`; ``ValueError`` when it is larger than ``limit``."""
     with open_regular(fs, path) as f:
-        data = f.read(limit + 1)
+        size = fs.size(path) if not isinstance(fs, LocalFileSystem) else os.fstat(f.fileno()).st_size
+        data = read_at_most(f, limit, size)
     if len(data) > limit:
         raise ValueError(f"{path}: larger than {limit:,} bytes")
     return data

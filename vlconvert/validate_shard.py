@@ -20,8 +20,8 @@ from PIL import Image, UnidentifiedImageError
 from .storage import NotARegularFile, open_regular
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-MAX_LISTED = 10
-MAX_MEMBER_BYTES = 512 << 20  # more than --max-image-bytes allows: not a member a build wrote, and not read into memory  # problems listed per shard; a shard that is garbage throughout would otherwise flood the report
+MAX_LISTED = 10  # problems listed per shard; a shard that is garbage throughout would otherwise flood the report
+MAX_MEMBER_BYTES = 512 << 20  # more than --max-image-bytes allows: not a member a build wrote, and not read into memory
 
 
 @dataclass(frozen=True)
