@@ -177,8 +177,8 @@ def run_img2dataset(paths: list[Path], out: Path, threads: int, shard_size: int,
     return time.perf_counter() - start
 
 
-def run_vlconvert(corpus: Path, out: Path, workers: int, shard_size: int) -> float:
-    command = [sys.executable, "-m", "vlconvert", "build", "--adapter", "imagefolder", "--root", str(corpus), "--out", str(out),
+def run_vlconvert(corpus: Path, out: Path, workers: int, shard_size: int, python: str = sys.executable) -> float:
+    command = [python, "-m", "vlconvert", "build", "--adapter", "imagefolder", "--root", str(corpus), "--out", str(out),
                "--resize", "256", "--resize-mode", "shorter", "--quality", "95", "--workers", str(workers),
                "--shard-size", str(shard_size), "--overwrite"]
     start = time.perf_counter()
@@ -254,6 +254,10 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=1000)
     parser.add_argument("--no-scaling", action="store_true", help="skip the vlconvert --workers 1 run")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--vlconvert-python", default=sys.executable,
+                        help="the Python whose vlconvert is measured (default: this one)")
+    parser.add_argument("--baseline-python", help="also measure the vlconvert installed for this Python (an earlier "
+                        "version, say), in the same rounds, and report the ratio of the two")
     args = parser.parse_args()
     corpus = args.corpus or Path(f"/tmp/vlconvert-bench-corpus-{args.images}")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -270,12 +274,15 @@ def main() -> None:
     worker_counts = [args.processes] if args.no_scaling or args.processes == 1 else [args.processes, 1]
     configs = [(f"img2dataset (thread_count={t})", "img2dataset", t) for t in args.threads]
     configs += [(f"vlconvert (--workers {w})", "vlconvert", w) for w in worker_counts]
+    if args.baseline_python:
+        configs.append((f"vlconvert baseline (--workers {args.processes})", "baseline", args.processes))
 
     def run(kind: str, param: int, small: bool) -> float:
         out = args.work / f"{kind}-{param}{'-startup' if small else ''}"
         if kind == "img2dataset":
             return run_img2dataset(small_paths if small else paths, out, param, args.shard_size, args.processes)
-        return run_vlconvert(small_root if small else corpus, out, param, args.shard_size)
+        python = args.baseline_python if kind == "baseline" else args.vlconvert_python
+        return run_vlconvert(small_root if small else corpus, out, param, args.shard_size, python)
 
     seconds: dict[str, list[float]] = {name: [] for name, _, _ in configs}
     startup: dict[str, list[float]] = {name: [] for name, _, _ in configs}
@@ -306,6 +313,12 @@ def main() -> None:
         "psnr_difference_db": round(vl["psnr_db"] - i2d["psnr_db"], 2),
         "against": i2d_key,
     }
+    if args.baseline_python:
+        base = results[f"vlconvert baseline (--workers {args.processes})"]
+        summary["vs_baseline_best"] = round(vl["best_images_per_s"] / base["best_images_per_s"], 3)
+        summary["vs_baseline_median"] = round(vl["median_images_per_s"] / base["median_images_per_s"], 3)
+        summary["baseline_speedup_best"] = round(base["best_images_per_s"] / i2d["best_images_per_s"], 2)
+        summary["baseline_speedup_median"] = round(base["median_images_per_s"] / i2d["median_images_per_s"], 2)
     if len(worker_counts) == 2:
         summary["vlconvert_scaling_2_vs_1_workers"] = round(
             vl["best_images_per_s"] / results["vlconvert (--workers 1)"]["best_images_per_s"], 2)
@@ -320,6 +333,9 @@ def main() -> None:
           f"{summary['speedup_after_startup']}x after start-up; PSNR {summary['psnr_difference_db']:+.2f} dB")
     if "vlconvert_scaling_2_vs_1_workers" in summary:
         print(f"vlconvert {args.processes} workers / 1 worker: {summary['vlconvert_scaling_2_vs_1_workers']}x")
+    if args.baseline_python:
+        print(f"baseline / best img2dataset: {summary['baseline_speedup_best']}x (best), {summary['baseline_speedup_median']}x (median); "
+              f"vlconvert / baseline: {summary['vs_baseline_best']}x (best), {summary['vs_baseline_median']}x (median)")
     if args.json:
         args.json.write_text(json.dumps({"corpus": {"images": len(paths), "path": str(corpus), "seed": SEED},
                                          "cpus": os.cpu_count(), "results": results, "summary": summary}, indent=2) + "\n")

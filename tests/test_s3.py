@@ -110,3 +110,24 @@ def test_images_read_from_s3_keep_their_bytes(tmp_path, bucket):
     first = sorted(root.rglob("*.jpg"))[0].read_bytes()
     shard = (tmp_path / "out" / "val" / "val-000000.tar").read_bytes()
     assert first in shard  # passthrough: the original JPEG, byte for byte
+
+
+def test_remote_images_are_read_within_the_byte_cap(bucket):
+    """One ranged GET of at most the cap: an empty object, a small one and one over the cap."""
+    from hostile import jpeg
+
+    from vlconvert.image_files import ReadLimits, read_image_bytes
+    from vlconvert.images import ImageError
+
+    fs, name = bucket
+    image = jpeg()
+    fs.pipe(f"{name}/empty.jpg", b"")
+    fs.pipe(f"{name}/small.jpg", image)
+    fs.pipe(f"{name}/large.jpg", image * 4)
+    limits = ReadLimits(max_bytes=len(image) * 2)
+    assert read_image_bytes(f"s3://{name}/empty.jpg", limits) == b""
+    assert read_image_bytes(f"s3://{name}/small.jpg", limits) == image
+    with pytest.raises(ImageError, match=r"is 7,\d{3}|over the limit of"):
+        read_image_bytes(f"s3://{name}/large.jpg", limits)
+    with pytest.raises(ImageError, match="not found or not reachable"):
+        read_image_bytes(f"s3://{name}/missing.jpg", limits)
