@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import ijson
 import pyarrow as pa
@@ -35,11 +36,12 @@ LABEL = "_vlconvert_label"
 
 def read_list(
     fs, path: str, section: str, spill_dir: str | None = None, chunk_rows: int = CHUNK_ROWS,
-    annotate: Callable[[pa.Table], pa.Table] | None = None,
+    annotate: Callable[[pa.Table], pa.Table] | None = None, open_file: Callable[[str], Any] | None = None,
 ) -> pa.Table:
     """Every item of the top-level list ``section`` as one table; missing fields are null.
 
     With ``spill_dir`` the columns live in memory-mapped files there, not on the heap.
+    ``open_file(path)`` opens it (default ``fs.open``): a release's own, under the read policy.
     ``annotate`` may add derived columns to each chunk while it is still in memory:
     a check over a whole spilled column would page all of it back in.
     """
@@ -55,8 +57,9 @@ def read_list(
             table = annotate(table)
         chunks.append(_spill(table, os.path.join(spill_dir, f"{section}-{len(chunks):05d}.arrow")) if spill_dir else table)
 
+    opener = open_file or (lambda p: fs.open(p, "rb"))
     try:
-        with fs.open(path, "rb") as raw:
+        with opener(path) as raw:
             stream = NestingGuard(raw, path)
             # An empty section means the document itself is the list (iNat-2018's categories.json).
             for item in ijson.items(stream, f"{section}.item" if section else "item", use_float=True, buf_size=_READ_BUFFER):
@@ -72,7 +75,7 @@ def read_list(
         flush()
     if not chunks:
         if section:
-            _require_section(fs, path, section)
+            _require_section(opener, path, section)
         return pa.table({})
     try:
         return pa.concat_tables(chunks, promote_options="permissive")
@@ -83,10 +86,10 @@ def read_list(
 _EVENT_KINDS = {"start_map": "an object", "string": "a string", "number": "a number", "boolean": "a boolean", "null": "null"}
 
 
-def _require_section(fs, path: str, section: str) -> None:
+def _require_section(opener, path: str, section: str) -> None:
     # Only reached when the list yielded nothing: tell "empty" from "absent" from "not a list".
     try:
-        with fs.open(path, "rb") as raw:
+        with opener(path) as raw:
             for prefix, event, _ in ijson.parse(NestingGuard(raw, path), buf_size=_READ_BUFFER):
                 if prefix == section and event != "map_key":
                     if event == "start_array":

@@ -103,7 +103,7 @@ class INatReleaseAdapter:
 
     @cached_property
     def _categories(self) -> pa.Table:
-        return _read_categories(self._fs, self.category_file(), self.category_section)
+        return _read_categories(self._fs, self.category_file(), self.category_section, self.files.open_path)
 
     @cached_property
     def _classes(self) -> list[ClassInfo]:
@@ -117,8 +117,8 @@ class INatReleaseAdapter:
             spill = os.path.join(self._spill_dir, split)
             os.makedirs(spill, exist_ok=True)
             flag = None if self.files.allow_outside_root else flag_paths_escaping_root
-            images = read_list(self._fs, path, "images", spill, self.chunk_rows, annotate=flag)
-            annotations = read_list(self._fs, path, "annotations", spill, self.chunk_rows)
+            images = read_list(self._fs, path, "images", spill, self.chunk_rows, annotate=flag, open_file=self.files.open_path)
+            annotations = read_list(self._fs, path, "annotations", spill, self.chunk_rows, open_file=self.files.open_path)
             self._parsed[split] = join_labels(images, annotations, self._categories["id"], split, path)
         return self._parsed[split]
 
@@ -173,8 +173,8 @@ class INatRecords(Sequence):
         )
 
 
-def _read_categories(fs, path: str, section: str) -> pa.Table:
-    categories = read_list(fs, path, section)
+def _read_categories(fs, path: str, section: str, open_file) -> pa.Table:
+    categories = read_list(fs, path, section, open_file=open_file)
     require_columns(categories, ("id", "name"), path, "categories")
     if categories.num_rows == 0 and not section:
         raise VLConvertError(f"{path}: expected a bare JSON list of categories, as released")

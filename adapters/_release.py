@@ -6,6 +6,7 @@ and turning per-image tables into records and rejections.
 from __future__ import annotations
 
 import math
+import os
 import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,8 +15,12 @@ from typing import Any
 
 from fsspec.implementations.local import LocalFileSystem
 
+from vlconvert.image_files import within
 from vlconvert.records import ClassInfo, Record, Rejected, VLConvertError, is_valid_key
-from vlconvert.storage import filesystem
+from vlconvert.storage import NotARegularFile, filesystem, open_regular, read_at_most
+
+# The largest text file of a known release is CUB's image_attribute_labels.txt, about 75 MB.
+MAX_RELEASE_FILE_BYTES = 512 << 20
 
 
 class ReleaseFiles:
@@ -62,10 +67,34 @@ class ReleaseFiles:
             raise VLConvertError(f"{self.root}: {relative} not found; {self.dataset} expects {expected}")
         return relative
 
+    def open_path(self, path: str, confine: bool = True):
+        """A release file (``path`` as :meth:`join` makes it) opened for reading, under the read policy
+        (docs/security.md): a regular file, inside the root after resolving links unless the release may
+        leave it.  A metadata file linked to /etc/passwd would otherwise be read, and its lines quoted
+        in the error; a FIFO named val.json would block for ever."""
+        shown = posixpath.join(self.root, posixpath.relpath(path, self.path)) if path.startswith(self.path) else path
+        if confine and self.image_root is not None:
+            real, root = os.path.realpath(path), os.path.realpath(self.path)
+            if not within(real, root):
+                raise VLConvertError(f"{shown}: resolves to {real}, outside the dataset root; not read "
+                                     "(--option allow_outside_root=true to read it anyway)")
+        try:
+            return open_regular(self.fs, path)
+        except FileNotFoundError:
+            raise VLConvertError(f"{shown}: not found") from None
+        except (NotARegularFile, IsADirectoryError) as exc:
+            raise VLConvertError(f"{shown}: {exc.strerror}; not read") from None
+
+    def read_bytes(self, relative: str, limit: int = MAX_RELEASE_FILE_BYTES) -> bytes:
+        with self.open_path(self.join(relative)) as f:
+            data = read_at_most(f, limit)
+        if len(data) > limit:
+            raise VLConvertError(f"{self.root}/{relative}: larger than {limit >> 20} MB; not a release file vlconvert reads")
+        return data
+
     def read_text(self, relative: str, expected: str) -> str:
         self.require(relative, expected)
-        with self.fs.open(self.join(relative), "rb") as f:
-            data = f.read()
+        data = self.read_bytes(relative)
         try:
             return data.decode("utf-8-sig")  # a BOM would otherwise stick to the first id
         except UnicodeDecodeError:

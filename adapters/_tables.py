@@ -11,7 +11,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from vlconvert.records import ClassInfo, VLConvertError
-from vlconvert.storage import filesystem
+from vlconvert.storage import NotARegularFile, filesystem, open_regular
 
 from ._json_guard import check_json_file
 
@@ -20,37 +20,41 @@ _ALIASES = {"specific_epithet": "species", "scientific_name": "name"}
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "json", ".json": "json"}
 
 
-def read_table(fs, path: str, shown: str, text_columns: tuple[str, ...] = ()) -> pa.Table:
+def read_table(fs, path: str, shown: str, text_columns: tuple[str, ...] = (), open_file=None) -> pa.Table:
     """A whole table by its extension.  ``text_columns`` of a CSV/TSV are read as text, so ids
-    and labels such as "001" keep their leading zeros."""
+    and labels such as "001" keep their leading zeros.  ``open_file(path)`` opens it (default: a
+    regular file through ``fs``)."""
+    opener = open_file or (lambda p: open_regular(fs, p))
     kind = FORMATS.get(posixpath.splitext(path)[1].lower())
     if kind is None:
         raise VLConvertError(f"{shown}: unknown table format; use one of {', '.join(sorted(FORMATS))}")
     try:
-        with fs.open(path, "rb") as f:
+        with opener(path) as f:
             if kind == "parquet":
                 return pq.read_table(f)
             if kind == "json":
-                check_json_file(fs, path, shown)  # pyarrow's reader crashes the process on deep nesting
+                check_json_file(opener, path, shown)  # pyarrow's reader crashes the process on deep nesting
                 return pa_json.read_json(f)
             options = pa_csv.ParseOptions(delimiter="\t" if kind == "tsv" else ",")
             convert = pa_csv.ConvertOptions(column_types={c: pa.string() for c in text_columns})
             table = pa_csv.read_csv(f, parse_options=options, convert_options=convert)
         # pyarrow reads a text column that is not UTF-8 as bytes; its values would become "b'...'".
         if any(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in table.schema.types):
-            raise VLConvertError(f"{shown}: {_first_bad_utf8(fs, path)}; save it as UTF-8")
+            raise VLConvertError(f"{shown}: {_first_bad_utf8(opener, path)}; save it as UTF-8")
         return table
     except FileNotFoundError:
         raise VLConvertError(f"{shown}: not found") from None
+    except (NotARegularFile, IsADirectoryError) as exc:
+        raise VLConvertError(f"{shown}: {exc.strerror}; not read") from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         if "invalid UTF8" in str(exc):
-            raise VLConvertError(f"{shown}: {_first_bad_utf8(fs, path)}; save it as UTF-8") from None
+            raise VLConvertError(f"{shown}: {_first_bad_utf8(opener, path)}; save it as UTF-8") from None
         raise VLConvertError(f"{shown}: cannot be read as {kind}: {exc}") from None
 
 
-def _first_bad_utf8(fs, path: str) -> str:
+def _first_bad_utf8(opener, path: str) -> str:
     """Where a table stops being UTF-8, so the user can find and fix the row."""
-    with fs.open(path, "rb") as f:
+    with opener(path) as f:
         for number, line in enumerate(f, start=1):
             try:
                 line.decode("utf-8")

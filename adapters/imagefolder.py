@@ -163,8 +163,12 @@ class _Walk:
         try:
             with os.scandir(path) as scan:
                 for entry in scan:
+                    shown = _utf8_or_escaped(entry.name)
                     if entry.name.startswith("."):
-                        self.hidden.append(posixpath.join(relative, entry.name) + ("/" if entry.is_dir(follow_symlinks=False) else ""))
+                        self.hidden.append(posixpath.join(relative, shown) + ("/" if entry.is_dir(follow_symlinks=False) else ""))
+                        continue
+                    if shown != entry.name:  # bytes that are not UTF-8 cannot reach a JSON member, a caption or the report
+                        self.refused.append((posixpath.join(relative, shown), "its name is not valid UTF-8; rename it"))
                         continue
                     is_folder = self._is_folder(entry, posixpath.join(relative, entry.name))
                     if is_folder is not None:
@@ -209,3 +213,12 @@ class _Walk:
                                            "path to the same images); not followed"))
             return False
         return True
+
+
+def _utf8_or_escaped(name: str) -> str:
+    """``name`` itself when it is UTF-8; otherwise its bytes with the undecodable ones escaped (``c\\xfe.jpg``)."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

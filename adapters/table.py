@@ -43,6 +43,7 @@ class TableAdapter(ReleaseAdapter):
         fs, path = filesystem(root, "--root")
         folder, self.table_file = (root, None) if fs.isdir(path) else (posixpath.dirname(root.rstrip("/")) or ".", posixpath.basename(root))
         super().__init__(folder, allow_outside_root)
+        self.found_table = self.table_file is None
         if self.table_file is None:
             self.table_file = next((n for n in HF_METADATA if self.files.exists(n)), None)
             if self.table_file is None:
@@ -53,7 +54,10 @@ class TableAdapter(ReleaseAdapter):
     def load(self) -> Release:
         shown = posixpath.join(self.files.root, self.table_file)
         text = tuple(c for group in COLUMN_NAMES.values() for c in group) + tuple(c for c in self.columns.values() if c)
-        table = read_table(self.files.fs, self.files.join(self.table_file), shown, text)
+        # A table named on the command line is the user's choice; one found in the folder is the dataset's.
+        confine = self.found_table
+        table = read_table(self.files.fs, self.files.join(self.table_file), shown, text,
+                           open_file=lambda path: self.files.open_path(path, confine=confine))
         if table.num_rows == 0:
             raise VLConvertError(f"{shown}: lists no rows")
         image = pick_column(table, self.columns["image"], COLUMN_NAMES["image"], "image_column", shown)

@@ -7,7 +7,9 @@ nested JSON) and run by the real command under a memory and a time limit (hostil
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import tarfile
 import time
@@ -18,16 +20,19 @@ from hostile import (
     VLCONVERT,
     cut_with_end_marker,
     header_claiming,
+    interlaced_png,
     jpeg,
     make_fifo,
     nested_json,
     photo,
     png,
+    png_claiming,
     run_confined,
     scan_bomb,
     zero_tail,
 )
 from inat_layout import make_inat_root, read_json, write_json
+from PIL import Image
 
 from vlconvert.validate import validate
 
@@ -158,8 +163,17 @@ def test_file_urls_in_a_table_are_read_relative_to_the_table_never_the_working_f
 
 # ---------------------------------------------------------------------- images that do not decode cleanly
 
+def gradient_png() -> bytes:
+    """A smooth image compresses so well that zeros after its first third still inflate as valid codes."""
+    out = io.BytesIO()
+    Image.linear_gradient("L").convert("RGB").resize((200, 150)).save(out, "PNG")
+    return out.getvalue()
+
+
 CORRUPT = {
     "zero_tail.png": lambda: zero_tail(png()),
+    "zero_tail_gradient.png": lambda: zero_tail(gradient_png()),
+    "sliver_4000x3000.png": lambda: png_claiming(4000, 3000),
     "cut_with_end.jpg": lambda: cut_with_end_marker(jpeg()),
     "zero_tail.jpg": lambda: zero_tail(jpeg()),
     "cut_progressive.jpg": lambda: cut_with_end_marker(jpeg(progressive=True)),
@@ -170,7 +184,8 @@ CORRUPT = {
 @pytest.mark.parametrize("resize", [None, "32"], ids=["passed-through", "resized"])
 def test_corrupt_images_are_rejected_passed_through_or_resized(tmp_path, resize):
     files = {f"A/{name}": make() for name, make in CORRUPT.items()}
-    root = image_folder(tmp_path / "data", {**files, "A/good.jpg": jpeg(), "A/good.png": png(), "B/good.jpg": jpeg()})
+    root = image_folder(tmp_path / "data", {**files, "A/good.jpg": jpeg(), "A/good.png": png(), "B/good.jpg": jpeg(),
+                                            "B/interlaced.png": interlaced_png()})
     assert len(CORRUPT["header_13000.jpg"]()) < 1000
     out = tmp_path / "out"
     result = run_confined("build", "-a", "imagefolder", "-r", str(root), "-o", str(out), *(["--resize", resize] if resize else []))
@@ -179,7 +194,7 @@ def test_corrupt_images_are_rejected_passed_through_or_resized(tmp_path, resize)
     assert set(errors) == set(files), errors
     assert all(e["stage"] == "image" and e["reason"].startswith("cannot decode image") for e in errors.values())
     assert "premature end" in errors["A/cut_with_end.jpg"]["reason"].lower()
-    assert read_json(out / "manifest.json")["splits"]["train"]["written"] == 3
+    assert read_json(out / "manifest.json")["splits"]["train"]["written"] == 4
     assert validate(str(out)).ok
 
 
@@ -323,3 +338,58 @@ def test_an_interrupted_build_leaves_no_file_a_tar_glob_would_pick_up(tmp_path):
     rerun = run_confined("build", "-a", "inat2021", "-r", str(root), "-o", str(out), "-t", str(tmp_path / "slow.j2"), "--shard-size", "2")
     assert rerun.returncode == 0 and "resumed an interrupted build" in rerun.stdout
     assert len(list((out / "val").glob("*.tar"))) == 60 and not list((out / "val").glob("*.part"))
+
+
+# ---------------------------------------------------------------------- found by the red team after the first pass
+
+
+@pytest.mark.parametrize(("adapter", "metadata"), [("cub200", "CUB_200_2011/images.txt"), ("inat2021", "val.json"),
+                                                   ("table", "metadata.csv")])
+@pytest.mark.parametrize("swap", ["fifo", "passwd", "zero"])
+def test_a_release_file_that_is_special_or_leads_out_of_the_root_is_not_read(tmp_path, adapter, metadata, swap):
+    from release_layouts import make_cub
+
+    root = {"cub200": lambda: make_cub(tmp_path / "cub", attributes=False),
+            "inat2021": lambda: make_inat_root(tmp_path / "inat", per_class={"val": 1}),
+            "table": lambda: image_folder(tmp_path / "table", {"x.jpg": jpeg(), "metadata.csv": b"file_name,label\nx.jpg,A\n"})}[adapter]()
+    (root / metadata).unlink()
+    if swap == "fifo":
+        make_fifo(root / metadata)
+    else:
+        (root / metadata).symlink_to({"passwd": "/etc/passwd", "zero": "/dev/zero"}[swap])
+    result = run_confined("build", "-a", adapter, "-r", str(root), "-o", str(tmp_path / "out"), timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    said = "a FIFO, not a regular file; not read" if swap == "fifo" else "outside the dataset root; not read"
+    assert f"{metadata}: " in result.stderr and said in result.stderr
+    assert "root:" not in result.stderr  # not a line of /etc/passwd quoted in an error
+
+
+def test_a_jsonl_table_with_a_stray_quote_cannot_hide_deep_nesting_from_the_guard(tmp_path):
+    image_folder(tmp_path / "data", {"x.jpg": jpeg()})
+    rows = '{"file_name": "x.jpg", "label": "A"}\n' * 2000 + '"\n' + ('{"m": ' + "[" * 100_000 + "]" * 100_000 + "}\n") * 3
+    (tmp_path / "data" / "metadata.jsonl").write_text(rows)
+    result = run_confined("build", "-a", "table", "-r", str(tmp_path / "data"), "-o", str(tmp_path / "out"))
+    assert result.returncode == 2, (result.returncode, result.stderr)  # pyarrow alone: SIGSEGV (-11)
+    assert "metadata.jsonl: not valid JSON (a string holds a line break or control character" in result.stderr
+
+
+def test_a_long_string_of_escaped_quotes_is_one_long_value(tmp_path):
+    root = make_inat_root(tmp_path / "inat", per_class={"val": 1})
+    text = (root / "val.json").read_text()
+    (root / "val.json").write_text(text.replace('"licenses"', '"padding": "' + 'a\\"' * 23_000_000 + '", "licenses"', 1))
+    result = run_confined("build", "-a", "inat2021", "-r", str(root), "-o", str(tmp_path / "out"), timeout=60)
+    assert result.returncode == 2 and "is longer than 64 MB" in result.stderr, result.stderr
+
+
+def test_file_and_folder_names_that_are_not_utf8_are_rejected_not_a_crash(tmp_path):
+    root = image_folder(tmp_path / "data", {"A/ok.jpg": jpeg(), "B/ok.jpg": jpeg()})
+    os.makedirs(os.fsencode(root / "A") + b"/sub\xff")
+    with open(os.fsencode(root / "A") + b"/c\xfe.jpg", "wb") as f:
+        f.write(jpeg())
+    out = tmp_path / "out"
+    result = run_confined("build", "-a", "imagefolder", "-r", str(root), "-o", str(out))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    errors = errors_of(out)
+    assert errors["A/c\\xfe.jpg"]["reason"] == "its name is not valid UTF-8; rename it"
+    assert errors["A/sub\\xff"]["reason"] == "its name is not valid UTF-8; rename it"
+    assert read_json(out / "manifest.json")["splits"]["train"]["written"] == 2

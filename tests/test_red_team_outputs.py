@@ -149,10 +149,13 @@ def test_validate_and_inspect_do_not_hang_on_fifos_inside_out(built, tmp_path):
     (target / "errors.jsonl").unlink()
     make_fifo(target / "errors.jsonl")
     checked = run_confined("validate", str(target), timeout=60)
-    assert checked.returncode == 1 and "val/val-000000.tar: not a regular file" in checked.stdout
+    assert checked.returncode == 1
+    assert checked.stdout.splitlines()[:2] == ["val/val-000000.tar: a FIFO, not a regular file; not read",
+                                               "errors.jsonl: a FIFO, not a regular file; not read"]
     shown = run_confined("inspect", str(target), "--max-shards", "100", timeout=60)
     assert shown.returncode == 0, shown.stderr
-    assert "val/val-000000.tar: not a regular file" in shown.stdout and "errors.jsonl: not a regular file" in shown.stdout
+    assert "  val/val-000000.tar: a FIFO, not a regular file; not read" in shown.stdout
+    assert "  errors.jsonl: a FIFO, not a regular file; not read" in shown.stdout
 
 
 # ---------------------------------------------------------------------- inspect on damage
@@ -185,7 +188,7 @@ def test_inspect_refuses_a_manifest_that_is_a_fifo_or_huge_nesting(built, tmp_pa
     (fifo / "manifest.json").unlink()
     make_fifo(fifo / "manifest.json")
     result = run_confined("inspect", str(fifo), timeout=60)
-    assert result.returncode == 2 and "its manifest.json is not a vlconvert manifest (not a regular file)" in result.stderr
+    assert result.returncode == 2 and "its manifest.json is not a vlconvert manifest (a FIFO, not a regular file)" in result.stderr
     nested = copy_of(out, tmp_path / "nested")
     (nested / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
     for command in ("inspect", "validate"):
@@ -263,3 +266,63 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"  # a zombie has ended; only its parent's wait would clear it
+
+
+def test_validate_decodes_as_strictly_as_the_build(built, tmp_path):
+    """A JPEG Pillow decodes without complaint but libjpeg warns about (cut short, end marker appended),
+    planted in a shard whose manifest entry is updated to match: only the decode can tell."""
+    import hashlib
+    import io
+    import tarfile
+
+    from hostile import cut_with_end_marker
+
+    _, out = built
+    target = copy_of(out, tmp_path / "out")
+    shard = target / "val" / "val-000000.tar"
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    first_image = next(m.name for m, _ in members if m.name.endswith(".jpg"))
+    rewritten = io.BytesIO()
+    with tarfile.open(fileobj=rewritten, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member, data in members:
+            data = cut_with_end_marker(jpeg()) if member.name == first_image else data
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    shard.write_bytes(rewritten.getvalue())
+    manifest = read_json(target / "manifest.json")
+    entry = manifest["splits"]["val"]["shards"][0]
+    entry.update(bytes=shard.stat().st_size, sha256=hashlib.sha256(shard.read_bytes()).hexdigest())
+    write_json(target / "manifest.json", manifest)
+    result = run_confined("validate", str(target))
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == (f"val/val-000000.tar: {first_image}: image does not decode: "
+                                             "cannot decode image: Corrupt JPEG data: premature end of data segment")
+
+
+def test_oversized_members_headers_and_lines_of_a_tampered_build_are_not_read_into_memory(built, tmp_path):
+    import io
+    import tarfile
+
+    _, out = built
+    target = copy_of(out, tmp_path / "out")
+    shard = target / "train" / "train-000000.tar"
+    with tarfile.open(shard, "a", format=tarfile.PAX_FORMAT) as tar:
+        big = tarfile.TarInfo("zzz.txt")
+        big.size = 20 << 20  # more than any caption: reported, skipped unread
+        tar.addfile(big, io.BytesIO(b"a" * big.size))
+        named = tarfile.TarInfo("y" * (2 << 20) + ".txt")  # a 2 MB name: a 2 MB PAX header
+        tar.addfile(named, io.BytesIO(b""))
+    with (target / "errors.jsonl").open("ab") as f:
+        f.write(b'{"reason": "' + b"x" * (3 << 20) + b'"}\n')
+    manifest = read_json(target / "manifest.json")
+    manifest["errors"]["count"] = 1  # so that inspect shows the line
+    write_json(target / "manifest.json", manifest)
+    checked = run_confined("validate", str(target), memory=600 << 20)
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr, checked.stderr
+    assert "train/train-000000.tar: zzz.txt: 20,971,520 bytes, larger than any member a build writes; not read" in checked.stdout
+    assert "extended header, larger than any a build writes" in checked.stdout
+    assert "errors.jsonl: line 1 is not an error entry" in checked.stdout
+    shown = run_confined("inspect", str(target), "--max-shards", "100", memory=600 << 20)
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert "<a line longer than 1 MB, not read>" in shown.stdout

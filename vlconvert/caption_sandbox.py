@@ -6,10 +6,12 @@ else could still spin in nested loops or build a gigabyte string with one
 filter or operator.  So here, on every render:
 
 * **operations are counted**, not timed: every loop iteration, call, filter,
-  test, attribute or item lookup and arithmetic operator costs one, and a render
-  past ``MAX_OPERATIONS`` is refused.  The same template and record take the
-  same count on any machine, so a limit fails on every run or on none (a
-  wall-clock budget failed on some samples and not others);
+  test, attribute or item lookup, comparison and arithmetic operator costs one,
+  plus the size of what it is handed (an item of a list, a thousand characters of
+  text), so a sort or a ``==`` of big values costs what it does; a render past
+  ``MAX_OPERATIONS`` is refused.  The same template and record take the same
+  count on any machine, so a limit fails on every run or on none (a wall-clock
+  budget failed on some samples and not others);
 * **every value is bounded before it is built**: a string a filter, method,
   ``~``, ``+``, ``*`` or ``%`` would make longer than ``MAX_VALUE_CHARS``, a list
   of more than ``MAX_ITEMS``, an integer over ``MAX_INT_BITS``, text captured
@@ -70,6 +72,28 @@ def _refuse_null(value: Any) -> Any:
                          "print it inside {% if … is not none %} or give it a default")
     _check_text(value, "a printed value")
     return value
+
+
+CHARS_PER_OPERATION = 1000  # the size of a value, in operations: one per item, one per thousand characters
+
+
+def weight(value: Any, limit: int) -> int:
+    """What handing ``value`` to an operation costs: its items (nested too) and its text per thousand
+    characters.  Walks no further than ``limit``, so working it out costs no more than it charges."""
+    total, pending = 0, [value]
+    while pending and total <= limit:
+        item = pending.pop()
+        if isinstance(item, str):
+            total += len(item) // CHARS_PER_OPERATION
+        elif isinstance(item, (list, tuple, set, frozenset, Mapping)):
+            total += len(item)
+            if total <= limit:
+                pending.extend(item.values() if isinstance(item, Mapping) else item)
+        elif isinstance(item, range):
+            total += len(item)
+        elif isinstance(item, int):
+            total += item.bit_length() // 4096
+    return total
 
 
 def text_size(value: Any, limit: int = MAX_VALUE_CHARS) -> int:
@@ -145,7 +169,8 @@ class _BoundedCodeGenerator(CodeGenerator):
 
 
 class _CountLoopsAndConcats(NodeTransformer):
-    """Rewrites ``for x in ITER`` as ``for x in _vlconvert_loop(ITER)`` and ``a ~ b`` as ``_vlconvert_concat(a, b)``."""
+    """Rewrites ``for x in ITER`` as ``for x in _vlconvert_loop(ITER)``, ``a ~ b`` as ``_vlconvert_concat(a, b)``
+    and the operands of a comparison ``a == b`` as ``_vlconvert_charged(a) == _vlconvert_charged(b)``."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
@@ -156,6 +181,17 @@ class _CountLoopsAndConcats(NodeTransformer):
         self.generic_visit(node)
         return nodes.Call(nodes.Name("_vlconvert_concat", "load"), list(node.nodes), [], None, None, lineno=node.lineno)
 
+    def visit_Compare(self, node: nodes.Compare) -> nodes.Node:
+        self.generic_visit(node)
+        node.expr = _charged(node.expr)
+        for operand in node.ops:
+            operand.expr = _charged(operand.expr)
+        return node
+
+
+def _charged(expression: nodes.Expr) -> nodes.Expr:
+    return nodes.Call(nodes.Name("_vlconvert_charged", "load"), [expression], [], None, None, lineno=expression.lineno)
+
 
 class CaptionSandbox(ImmutableSandboxedEnvironment):
     code_generator_class = _BoundedCodeGenerator
@@ -163,30 +199,45 @@ class CaptionSandbox(ImmutableSandboxedEnvironment):
     intercepted_unops = frozenset(["-", "+"])
 
     def __init__(self, filters: Mapping[str, Any]):
-        super().__init__(undefined=jinja2.StrictUndefined, autoescape=False, finalize=_refuse_null)
+        super().__init__(undefined=jinja2.StrictUndefined, autoescape=False)
         self.count = _Count()
         for name in ("lipsum",):
             self.globals.pop(name, None)
         for name in ("random", "urlize"):
             self.filters.pop(name, None)
         self.filters.update(filters)
+        self.finalize = self._finalize
         self.filters.update(center=_width_checked(do_center), format=_format, replace=_replace, join=_join,
                             indent=_indent, wordwrap=_wordwrap, batch=_batch, slice=_slice, sum=_sum, tojson=_tojson)
         self.filters = {name: self._counted(f) for name, f in self.filters.items()}
         self.tests = {name: self._counted(t) for name, t in self.tests.items()}
-        self.globals.update(_vlconvert_loop=self._loop, _vlconvert_concat=self._concat)
+        self.globals.update(_vlconvert_loop=self._loop, _vlconvert_concat=self._concat, _vlconvert_charged=self._charged)
 
     # ------------------------------------------------------------------ operations
 
-    def tick(self) -> None:
-        self.count.operations += 1
+    def tick(self, cost: int = 1) -> None:
+        self.count.operations += cost
         if self.count.operations > MAX_OPERATIONS:
             raise TemplateLimit(f"the template took more than {MAX_OPERATIONS:,} operations for one caption")
+
+    def charge(self, *values) -> None:
+        """One operation, plus the weight of what it is handed, charged before it runs."""
+        left = MAX_OPERATIONS - self.count.operations
+        self.tick(1 + sum(weight(v, left) for v in values))
+
+    def _charged(self, value):
+        """A comparison's operand, charged by its size (``==`` on two long lists walks both)."""
+        self.charge(value)
+        return value
+
+    def _finalize(self, value):
+        self.charge(value)
+        return _refuse_null(value)
 
     def _counted(self, function):
         @functools.wraps(function)  # keeps jinja_pass_arg: the wrapper is passed what the filter expects
         def counted(*args, **kwargs):
-            self.tick()
+            self.charge(*args, *kwargs.values())
             return self._result(function(*args, **kwargs))
         return counted
 
@@ -201,6 +252,7 @@ class CaptionSandbox(ImmutableSandboxedEnvironment):
             yield item
 
     def _concat(self, *parts) -> str:
+        self.charge(*parts)
         texts = [str(p) for p in parts] if sum(text_size(p) for p in parts) <= MAX_VALUE_CHARS else None
         if texts is None:
             raise TemplateLimit(f"joining with ~ would make a string longer than {MAX_VALUE_CHARS:,} characters")
@@ -218,7 +270,7 @@ class CaptionSandbox(ImmutableSandboxedEnvironment):
         return super().getitem(obj, argument)
 
     def call_binop(self, context, operator, left, right):
-        self.tick()
+        self.charge(left, right)
         if operator == "**":
             raise SecurityError("the ** operator is not allowed in caption templates")
         if operator == "*":
@@ -235,14 +287,14 @@ class CaptionSandbox(ImmutableSandboxedEnvironment):
         return _checked(super().call_binop(context, operator, left, right))
 
     def call_unop(self, context, operator, arg):
-        self.tick()
+        self.charge(arg)
         return super().call_unop(context, operator, arg)
 
     def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - Jinja's signature
         if __obj == __self._loop:  # a for loop's own iterable: its items are counted as they are drawn
             return super().call(__context, __obj, *args, **kwargs)
-        __self.tick()
         owner = getattr(__obj, "__self__", None)
+        __self.charge(*args, *kwargs.values(), *([owner] if isinstance(owner, (str, list, tuple, dict)) else []))
         if isinstance(owner, str) and getattr(__obj, "__name__", "") in _GROWING_STR_METHODS:
             args = _check_str_method(owner, __obj.__name__, args, kwargs)
         return __self._result(super().call(__context, __obj, *args, **kwargs))
@@ -265,8 +317,9 @@ class CaptionSandbox(ImmutableSandboxedEnvironment):
 
     # ------------------------------------------------------------------ compiling and rendering
 
-    def _parse(self, source, name, filename):
-        return _CountLoopsAndConcats().visit(super()._parse(source, name, filename))
+    def _generate(self, source, name, filename, defer_init=False):
+        # At code generation, not parsing: `vlconvert captions lint` reads the template's own tree.
+        return super()._generate(_CountLoopsAndConcats().visit(source), name, filename, defer_init)
 
     def render(self, template: jinja2.Template, context: Mapping[str, Any]) -> str:
         """The rendered text, within the operation budget and the output cap."""

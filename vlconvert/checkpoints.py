@@ -75,7 +75,7 @@ def records_digest(records: Sequence[Record]) -> str:
     for r in records:
         image = r.image if isinstance(r.image, str) else hashlib.sha256(r.image).hexdigest()
         fields = [r.key, image, r.label, r.split, r.metadata, r.source, r.crop]
-        digest.update(json.dumps(fields, sort_keys=True, default=str, ensure_ascii=False).encode())
+        digest.update(json.dumps(fields, sort_keys=True, default=str).encode())  # ASCII: any text, lone surrogates too
         digest.update(b"\n")
     return digest.hexdigest()
 
@@ -105,7 +105,7 @@ def commit(fs, out_path: str, result: ShardResult) -> ShardResult:
     result = ShardResult(result.split, result.index, committed, result.rejected, result.class_counts, result.inputs)
     ledger = _ledger_path(out_path, result.split, result.index)
     fs.makedirs(posixpath.dirname(ledger), exist_ok=True)
-    write_atomic(fs, ledger, json.dumps(result.to_json(), ensure_ascii=False).encode("utf-8"))
+    write_atomic(fs, ledger, files.utf8(json.dumps(result.to_json(), ensure_ascii=False)))
     return result
 
 

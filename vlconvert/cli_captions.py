@@ -86,7 +86,7 @@ def lint_command(adapter, root, split, template, seed, count) -> None:
     """
     source, split = _open(adapter, root, split)
     report = lint(load_template(template), source.classes(), sample_records(source.records(split), count, seed, split))
-    click.echo(f"template {report.template}: {report.classes} classes, {report.records} sampled {split} records")
+    click.echo(printable(f"template {report.template}: {report.classes} classes, {report.records} sampled {split} records"))
     for name in report.undefined:
         click.echo(printable(f"  undefined field: {name}"))
     for failure in report.failures[:10]:

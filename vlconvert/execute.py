@@ -20,7 +20,7 @@ from .captions import CaptionError, CaptionRenderer, CaptionSpec
 from .checkpoints import ShardResult, commit, part_path, records_digest
 from .image_files import ReadLimits, read_image_bytes
 from .images import ImageError, ImageOptions, prepare
-from .manifest import dumps
+from .manifest import dumps, utf8
 from .records import ClassInfo, Record, Rejected
 from .shards import ShardSink, TarShard
 from .storage import filesystem
@@ -96,8 +96,8 @@ class ShardWriter:
             "metadata": dict(record.metadata),
             "caption_template": primary.name,
         }
-        members = [(image.extension, image.data)] + [(member, text.encode()) for member, text in captions]
-        members.append(("json", dumps(sample).encode()))  # strict JSON: a CSV's "inf" becomes null, not Infinity
+        members = [(image.extension, image.data)] + [(member, utf8(text)) for member, text in captions]
+        members.append(("json", utf8(dumps(sample))))  # strict JSON: a CSV's "inf" becomes null, not Infinity
         members.append(("cls", str(label).encode()))
         return members
 

@@ -23,12 +23,10 @@ from dataclasses import dataclass
 import fsspec
 
 from .images import ImageError
-from .storage import read_at_most
+from .storage import read_at_most, special_file_kind
 
 DEFAULT_MAX_IMAGE_BYTES = 256 << 20  # a 100-megapixel JPEG is ~50 MB; an uncompressed 48-megapixel TIFF ~150 MB
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"))
 
 
 @dataclass(frozen=True)
@@ -68,8 +66,7 @@ def _read_local(path: str, limits: ReadLimits) -> bytes:
         if stat.S_ISDIR(info.st_mode):
             raise ImageError(f"image path is a folder: {path}")
         if not stat.S_ISREG(info.st_mode):
-            kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
-            raise ImageError(f"image {path} is {kind}, not a regular file; only regular files are read")
+            raise ImageError(f"image {path} is {special_file_kind(info.st_mode)}, not a regular file; only regular files are read")
         if info.st_size > limits.max_bytes:
             raise ImageError(_too_large(path, info.st_size, limits.max_bytes))
         with open(fd, "rb", closefd=False) as f:

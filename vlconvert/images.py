@@ -21,7 +21,9 @@ An image is written only if it decodes cleanly, passed through or not:
   ignore.  A passed-through JPEG is decoded at 1/8 scale, which still reads
   every coefficient, and a resized one is decoded once, at the scale it needs;
 * every other format is decoded in full by Pillow before anything else is read
-  of it, so its errors surface (EXIF is read afterwards, never in place of it).
+  of it, so its errors surface (EXIF is read afterwards, never in place of it);
+  a PNG's chunk CRCs and image data size are checked too (``png_check.py``),
+  which Pillow does not do.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 
 import simplejpeg
 from PIL import ExifTags, Image, UnidentifiedImageError
+
+from .png_check import check_png
 
 # open_clip's loader looks for exactly these members; anything else is re-encoded.
 # MPO is a camera JPEG with further images appended; JPEG decoders read the first.
@@ -125,6 +129,8 @@ def prepare(data: bytes, options: ImageOptions, crop=None) -> PreparedImage:
             jpeg = img.format in _JPEG
             if not jpeg:
                 img.load()  # the whole image, now: a decode error must never hide inside a later step
+                if img.format == "PNG":
+                    check_png(data)
             orientation = _orientation(img)
             if crop is None and _passes_through(img, options, orientation):
                 if jpeg:
@@ -138,6 +144,26 @@ def prepare(data: bytes, options: ImageOptions, crop=None) -> PreparedImage:
     except Image.DecompressionBombError as exc:
         raise ImageError(f"cannot decode image: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"cannot decode image: {exc}") from exc
+
+
+def check_decodes(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
+    """Raise ImageError unless ``data`` decodes fully and cleanly within the decode budget, as the build
+    demands of every image it writes (``vlconvert validate`` holds a shard's images to the same)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            _check_budget(img, data, max_pixels)
+            if img.format in _JPEG:
+                _decode_jpeg(data, img, 8)
+            else:
+                img.load()
+                if img.format == "PNG":
+                    check_png(data)
+    except ImageError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageError("not a recognised image format") from exc
+    except Exception as exc:  # Pillow raises many types for bad data; any of them means a reader fails too
         raise ImageError(f"cannot decode image: {exc}") from exc
 
 

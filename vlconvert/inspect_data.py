@@ -21,15 +21,16 @@ from . import holdout
 from . import manifest as files
 from .lint import CONTEXT_LENGTH, _token_lengths
 from .records import VLConvertError
-from .storage import NotARegularFile, filesystem, open_regular
+from .storage import NotARegularFile, bounded_lines, filesystem, open_regular
 from .validate import listed_shards, read_manifest, structure_problems
+from .validate_shard import MAX_MEMBER_BYTES, MAX_TEXT_MEMBER_BYTES, open_tar_stream
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 FREQUENCY_PERCENTILES = (("min", 0), ("p1", 1), ("p5", 5), ("p25", 25), ("median", 50), ("p75", 75), ("p95", 95),
                          ("p99", 99), ("max", 100))
 LENGTH_PERCENTILES = (("min", 0), ("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
 MAX_ERRORS_LISTED = 20
-MAX_MEMBER_BYTES = 512 << 20  # a member larger than the largest image a build accepts is not read into memory
+MAX_CAPTION_BYTES = 64 << 10
 
 
 @dataclass
@@ -206,7 +207,7 @@ def _read_shards(fs, path: str, splits: dict, result: Inspection, k: int, seed: 
             result.problems.append(f"{name}: missing: listed in manifest.json but not on disk")
             continue
         except (NotARegularFile, IsADirectoryError) as exc:
-            result.problems.append(f"{name}: not a regular file ({exc.strerror}); not read")
+            result.problems.append(f"{name}: {exc.strerror}; not read")
             continue
         except (tarfile.TarError, EOFError, OSError) as exc:
             result.problems.append(f"{name}: unreadable after {result.samples_read - read_before} samples: {exc} "
@@ -224,9 +225,10 @@ def _read_shards(fs, path: str, splits: dict, result: Inspection, k: int, seed: 
 def _stream(f, split: str, shard: str):
     """Samples of a tar read front to back (``r|``: no seeking, so an object store streams it once)."""
     current: Sample | None = None
-    with tarfile.open(fileobj=f, mode="r|") as tar:
+    with open_tar_stream(f) as tar:
         for member in tar:
-            if not member.isfile() or member.size > MAX_MEMBER_BYTES:
+            text = not member.name.lower().endswith(IMAGE_EXTENSIONS)
+            if not member.isfile() or member.size > (MAX_TEXT_MEMBER_BYTES if text else MAX_MEMBER_BYTES):
                 continue  # nothing a build writes: validate reports it
             base = posixpath.basename(member.name)
             key, _, suffix = base.partition(".")  # webdataset's rule: the key ends at the first dot
@@ -236,7 +238,8 @@ def _stream(f, split: str, shard: str):
                 current = Sample(split, shard, key, {}, {})
             data = tar.extractfile(member).read()
             if suffix == "txt" or suffix.endswith(".txt"):
-                current.captions[suffix] = data.decode("utf-8", "replace")
+                # A build writes at most 2,000 characters; a tampered shard's long "captions" are not kept for counting.
+                current.captions[suffix] = data.decode("utf-8", "replace") if len(data) <= MAX_CAPTION_BYTES else "<too long>"
             elif suffix == "json":
                 try:
                     info = json.loads(data)
@@ -259,12 +262,15 @@ def _read_errors(fs, path: str, manifest: dict, result: Inspection) -> None:
     except FileNotFoundError:
         return
     except (NotARegularFile, IsADirectoryError) as exc:
-        result.problems.append(f"{files.ERRORS}: not a regular file ({exc.strerror}); not read")
+        result.problems.append(f"{files.ERRORS}: {exc.strerror}; not read")
         return
     with f:  # only the head: errors.jsonl of a large build can hold millions of lines
-        for line in f:
+        for _, line in bounded_lines(f, 1 << 20):
             if len(result.first_errors) >= MAX_ERRORS_LISTED:
                 break
+            if line is None:
+                result.first_errors.append({"reason": "<a line longer than 1 MB, not read>"})
+                continue
             try:
                 entry = json.loads(line)
             except (ValueError, RecursionError):

@@ -47,13 +47,19 @@ def dumps(value: Any, **options) -> str:
     return json.dumps(json_safe(value), ensure_ascii=False, allow_nan=False, default=str, **options)
 
 
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8.  A lone surrogate (a file name that was not UTF-8, a "\\udcfe" escape in a dataset's JSON)
+    cannot be encoded and is written as its escape, which in JSON is the same character again."""
+    return text.encode("utf-8", "backslashreplace")
+
+
 def file_info(data: bytes) -> dict:
     """What the manifest records of a side file, for ``vlconvert validate`` to check."""
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def write_text(fs, path: str, text: str) -> dict:
-    data = text.encode("utf-8")
+    data = utf8(text)
     with fs.open(path, "wb") as f:
         f.write(data)
     return file_info(data)
@@ -65,7 +71,7 @@ def write_json(fs, path: str, data: Any) -> dict:
 
 def write_manifest(fs, out_path: str, data: dict) -> None:
     """The manifest says whether a folder is a build, and whether it is complete: never leave half of one."""
-    write_atomic(fs, posixpath.join(out_path, MANIFEST), (dumps(data, indent=2) + "\n").encode("utf-8"))
+    write_atomic(fs, posixpath.join(out_path, MANIFEST), utf8(dumps(data, indent=2) + "\n"))
 
 
 def write_sizes(fs, split_dir: str, shards: Sequence[dict]) -> dict:
@@ -82,7 +88,7 @@ def write_errors(fs, out_path: str, rejected: Iterable[Rejected]) -> dict:
     digest, size = hashlib.sha256(), 0
     with fs.open(posixpath.join(out_path, ERRORS), "wb") as f:
         for r in rejected:
-            line = (dumps(r.as_json()) + "\n").encode("utf-8")
+            line = utf8(dumps(r.as_json()) + "\n")
             f.write(line)
             digest.update(line)
             size += len(line)

@@ -120,8 +120,8 @@ def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite:
 # What a build writes (see docs/output-format.md), relative to OUT.  "*.tmp" is a write cut short.
 _OWN_FILES = re.compile(
     r"(?:manifest\.json|errors\.jsonl|classnames\.txt|classes\.jsonl|zeroshot_classification_templates\.txt)(?:\.tmp)?"
-    r"|_progress/[A-Za-z0-9_-]+/\d{6}\.json(?:\.tmp)?"
-    r"|(?P<split>[A-Za-z0-9_-]+)/(?:sizes\.json(?:\.tmp)?|(?P=split)-\d{6}\.tar|_(?:tmp|done)-\d{6}-\d{3}\.(?:part|tar))"
+    r"|_progress/[A-Za-z0-9_-]+/[0-9]{6}\.json(?:\.tmp)?"
+    r"|(?P<split>[A-Za-z0-9_-]+)/(?:sizes\.json(?:\.tmp)?|(?P=split)-[0-9]{6}\.tar|_(?:tmp|done)-[0-9]{6}-[0-9]{3}\.(?:part|tar))"
 )
 
 

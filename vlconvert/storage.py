@@ -78,6 +78,14 @@ def storage_errors(function):
     return wrapper
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def special_file_kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
+
+
 class NotARegularFile(OSError):
     """A FIFO, device or socket where a file was expected: opening it could block for ever or never end."""
 
@@ -93,13 +101,30 @@ def open_regular(fs, path: str):
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise IsADirectoryError(21, "Is a directory", path)
+            raise IsADirectoryError(21, "a folder, not a regular file", path)
         if not stat.S_ISREG(mode):
-            raise NotARegularFile(0, "not a regular file", path)
+            raise NotARegularFile(0, f"{special_file_kind(mode)}, not a regular file", path)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+
+
+def bounded_lines(f, limit: int):
+    """(line number, line without its newline) of a binary file; a line longer than ``limit`` comes as None,
+    read past in steps rather than held: a damaged errors.jsonl can be one line of gigabytes."""
+    number = 0
+    while True:
+        line = f.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield number, line.rstrip(b"\n")
+            continue
+        while line and not line.endswith(b"\n"):
+            line = f.readline(1 << 20)
+        yield number, None
 
 
 def read_at_most(f, limit: int, expected: int | None = None) -> bytes:

@@ -182,7 +182,7 @@ def _shards(report: ValidationReport, split: str, info) -> list[dict]:
 def listed_shards(split: str, shards: list, add: Callable[[str, str], None]) -> list[dict]:
     """The split's shard entries whose names are ones a build writes; a name that is not (``../../etc/passwd``,
     an absolute path, another split's folder) is reported and never opened."""
-    pattern = re.compile(re.escape(f"{split}/{split}-") + r"\d{6}\.tar") if is_valid_key(split) else None
+    pattern = re.compile(re.escape(f"{split}/{split}-") + r"[0-9]{6}\.tar") if is_valid_key(split) else None
     usable = []
     for n, shard in enumerate(shards):
         name = shard.get("name") if isinstance(shard, dict) else None

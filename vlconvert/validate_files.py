@@ -19,9 +19,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 from . import manifest as files
-from .storage import NotARegularFile, open_regular
+from .storage import NotARegularFile, bounded_lines, open_regular
 
 Add = Callable[[str, str], None]  # (where, what)
+MAX_LINE_BYTES = 1 << 20  # an error entry or a class line is a few hundred bytes
 _TOP_LEVEL = (files.ERRORS, files.CLASSNAMES, files.CLASSES, files.ZEROSHOT_TEMPLATES)
 _SPLIT_FILE = re.compile(r"([A-Za-z0-9_-]+)/" + re.escape(files.SIZES))
 _ERROR_FIELDS = ("split", "key", "source", "stage", "reason")
@@ -30,16 +31,35 @@ _NAMED_IN_MANIFEST = {"classnames": files.CLASSNAMES, "classes": files.CLASSES, 
 
 def check_side_files(fs, path: str, add: Add, manifest: dict, num_classes: int) -> None:
     _check_names(add, manifest)
-    _check_hashes(fs, path, add, manifest)
+    unreadable = set()
+    for name in _TOP_LEVEL:  # each said once; the checks below skip what cannot be read
+        why = _unreadable(fs, posixpath.join(path, name))
+        if why:
+            add(name, why)
+            unreadable.add(name)
+    _check_hashes(fs, path, add, manifest, unreadable)
     errors = manifest.get("errors") if isinstance(manifest.get("errors"), dict) else {}
     expected = errors.get("count")
     split_errors = [s.get("errored") for s in (manifest.get("splits") or {}).values() if isinstance(s, dict)]
     if all(isinstance(n, int) for n in split_errors) and sum(split_errors) != expected:
         add(files.MANIFEST, f"errors count {expected} is not the splits' errored total {sum(split_errors)}")
-    _check_errors(fs, path, add, expected, errors.get("by_stage"))
-    _check_classnames(fs, path, add, num_classes)
-    _check_classes(fs, path, add, num_classes)
-    _check_templates(fs, path, add, manifest.get("zeroshot"))
+    checks = ((files.ERRORS, lambda: _check_errors(fs, path, add, expected, errors.get("by_stage"))),
+              (files.CLASSNAMES, lambda: _check_classnames(fs, path, add, num_classes)),
+              (files.CLASSES, lambda: _check_classes(fs, path, add, num_classes)),
+              (files.ZEROSHOT_TEMPLATES, lambda: _check_templates(fs, path, add, manifest.get("zeroshot"))))
+    for name, check in checks:
+        if name not in unreadable:
+            check()
+
+
+def _unreadable(fs, path: str) -> str | None:
+    try:
+        open_regular(fs, path).close()
+    except FileNotFoundError:
+        return "missing"
+    except (NotARegularFile, IsADirectoryError) as exc:
+        return f"{exc.strerror}; not read"
+    return None
 
 
 def _check_names(add: Add, manifest: dict) -> None:
@@ -51,7 +71,7 @@ def _check_names(add: Add, manifest: dict) -> None:
             add(files.MANIFEST, f"{key} is {value!r}, not {standard!r}, the file a build writes; {standard} is checked instead")
 
 
-def _check_hashes(fs, path: str, add: Add, manifest: dict) -> None:
+def _check_hashes(fs, path: str, add: Add, manifest: dict, unreadable: set[str]) -> None:
     recorded = manifest.get("files")
     if recorded is None:
         return  # written before builds recorded their side files' hashes
@@ -70,9 +90,11 @@ def _check_hashes(fs, path: str, add: Add, manifest: dict) -> None:
         if not isinstance(info, dict) or not isinstance(info.get("bytes"), int) or not isinstance(info.get("sha256"), str):
             add(files.MANIFEST, f"files entry for {name} is not a size and sha256")
             continue
+        if name in unreadable:
+            continue
         found = _digest(fs, posixpath.join(path, name))
         if found is None:
-            add(name, "missing")
+            add(name, _unreadable(fs, posixpath.join(path, name)) or "missing")
         elif found != (info["bytes"], info["sha256"]):
             add(name, f"{found[0]:,} bytes with sha256 {found[1][:16]}…, the manifest says {info['bytes']:,} bytes "
                       f"with sha256 {info['sha256'][:16]}…: changed since the build wrote it")
@@ -92,7 +114,8 @@ def _digest(fs, path: str) -> tuple[int, str] | None:
 
 
 def _lines(fs, path: str) -> Iterator[tuple[int, bytes]] | None:
-    """(line number, line) of a file, streamed: errors.jsonl of a bad build can be larger than memory should hold."""
+    """(line number, line) of a file, streamed: errors.jsonl of a bad build can be larger than memory should hold.
+    A line longer than any a build writes comes as ``b"<too long>"``, which no check accepts."""
     try:
         f = open_regular(fs, path)
     except (FileNotFoundError, NotARegularFile, IsADirectoryError):
@@ -100,8 +123,8 @@ def _lines(fs, path: str) -> Iterator[tuple[int, bytes]] | None:
 
     def read() -> Iterator[tuple[int, bytes]]:
         with f:
-            for number, line in enumerate(f, start=1):
-                yield number, line.rstrip(b"\n")
+            for number, line in bounded_lines(f, MAX_LINE_BYTES):
+                yield number, b"<too long>" if line is None else line
     return read()
 
 

@@ -9,19 +9,37 @@ sha256 and the sample count against the manifest are what catch it.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
 
-from PIL import Image, UnidentifiedImageError
-
+from .images import ImageError, check_decodes
 from .storage import NotARegularFile, open_regular
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 MAX_LISTED = 10  # problems listed per shard; a shard that is garbage throughout would otherwise flood the report
-MAX_MEMBER_BYTES = 512 << 20  # more than --max-image-bytes allows: not a member a build wrote, and not read into memory
+# What a build writes, with room to spare; a tampered shard's larger members are reported, not read into memory.
+MAX_MEMBER_BYTES = 512 << 20  # an image: more than --max-image-bytes allows
+MAX_TEXT_MEMBER_BYTES = 16 << 20  # a caption (at most 2,000 characters), the JSON, the label
+MAX_MEMBERS_PER_SAMPLE = 1000
+MAX_HEADER_BYTES = 1 << 20  # a PAX or GNU long-name header (a member name is at most a few hundred bytes)
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a PAX or GNU long-name header's data whole before the member it describes: a tampered
+    shard's 3 GB "long name" would be read into memory.  Refuse one larger than any a build writes."""
+
+    def _proc_member(self, tarfile_):
+        if self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                         tarfile.SOLARIS_XHDTYPE) and self.size > MAX_HEADER_BYTES:
+            raise tarfile.ReadError(f"a {self.size:,}-byte extended header, larger than any a build writes")
+        return super()._proc_member(tarfile_)
+
+
+def open_tar_stream(fileobj) -> tarfile.TarFile:
+    """A tar read front to back (``r|``: no seeking, so an object store streams it once), headers bounded."""
+    return tarfile.open(fileobj=fileobj, mode="r|", tarinfo=BoundedTarInfo)
 
 
 @dataclass(frozen=True)
@@ -77,7 +95,7 @@ def check_shard(fs, path: str, name: str, expected: dict, rules: SampleRules) ->
         check.problems = ["missing: listed in manifest.json but not on disk"]
         return check
     except (NotARegularFile, IsADirectoryError) as exc:
-        check.problems = [f"not a regular file ({exc.strerror}); not read"]
+        check.problems = [f"{exc.strerror}; not read"]
         return check
     # The whole file's problems come first and are never cut: they say what the member problems below them mean.
     whole = []
@@ -98,12 +116,13 @@ def check_shard(fs, path: str, name: str, expected: dict, rules: SampleRules) ->
 def _read_tar(reader: _HashingReader, check: ShardCheck, rules: SampleRules) -> None:
     sample: _Sample | None = None
     try:
-        with tarfile.open(fileobj=reader, mode="r|") as tar:
+        with open_tar_stream(reader) as tar:
             for member in tar:
                 if not member.isfile():
                     check.problem(f"{member.name}: not a regular file")
                     continue
-                if member.size > MAX_MEMBER_BYTES:
+                extension = member.name.partition(".")[2]
+                if member.size > (MAX_MEMBER_BYTES if extension in IMAGE_EXTENSIONS else MAX_TEXT_MEMBER_BYTES):
                     check.problem(f"{member.name}: {member.size:,} bytes, larger than any member a build writes; not read")
                     continue
                 key, dot, extension = member.name.partition(".")
@@ -129,19 +148,27 @@ class _Sample:
         self.key = key
         self.images: list[str] = []
         self.small: dict[str, bytes] = {}
+        self.members = self.kept = 0  # members seen; bytes of text members kept
+        self.overflowed = False
 
     def add(self, extension: str, data: bytes, check: ShardCheck, rules: SampleRules) -> None:
         if extension in self.small or extension in self.images:
             check.problem(f"{self.key}.{extension}: repeated within the sample")
+        self.members += 1
+        if self.members > MAX_MEMBERS_PER_SAMPLE or self.kept + len(data) > MAX_TEXT_MEMBER_BYTES * 4:
+            if not self.overflowed:
+                check.problem(f"{self.key}: more members than a build writes ({self.members}, {self.kept + len(data):,} bytes "
+                              "of text); the rest of the sample is not read")
+            self.overflowed = True
+            return
+        if extension not in IMAGE_EXTENSIONS:
+            self.kept += len(data)
         if extension in IMAGE_EXTENSIONS:
             self.images.append(extension)
             if rules.decode:
-                try:
-                    with Image.open(io.BytesIO(data)) as img:
-                        img.load()
-                except UnidentifiedImageError:  # its message names a BytesIO object, which tells the reader nothing
-                    check.problem(f"{self.key}.{extension}: image does not decode: not an image format Pillow knows")
-                except Exception as exc:  # Pillow raises many types for bad data; any of them means open_clip fails too
+                try:  # as strictly as the build decodes (libjpeg's warnings count), within the same budget
+                    check_decodes(data)
+                except ImageError as exc:
                     check.problem(f"{self.key}.{extension}: image does not decode: {exc}")
         else:
             self.small[extension] = data
