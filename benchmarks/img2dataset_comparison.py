@@ -182,7 +182,9 @@ def run_vlconvert(corpus: Path, out: Path, workers: int, shard_size: int, python
                "--resize", "256", "--resize-mode", "shorter", "--quality", "95", "--workers", str(workers),
                "--shard-size", str(shard_size), "--overwrite"]
     start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
+    # cwd: `python -m vlconvert` imports from it first, so run in the repository it would be this checkout's
+    # vlconvert whatever --vlconvert-python / --baseline-python says.
+    result = subprocess.run(command, capture_output=True, text=True, cwd=out.parent)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"vlconvert failed ({result.returncode}): {result.stderr.strip()[-2000:]}")

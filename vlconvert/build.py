@@ -14,10 +14,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from importlib.metadata import version as installed_version
 from typing import Any
 
 import PIL
-import simplejpeg
 
 from . import __version__, checkpoints, holdout, output
 from . import manifest as files
@@ -198,8 +198,8 @@ def build(
     # Each task's records are checked against their digest in its ledger entry when resuming;
     # the key covers the rest: what every task shares.
     key = output.resume_key({
-        **described, "vlconvert_version": __version__, "pillow_version": PIL.__version__, "simplejpeg_version": simplejpeg.__version__,
-        "splits": split_names, "holdout": held,
+        **described, "vlconvert_version": __version__, "pillow_version": PIL.__version__,
+        "simplejpeg_version": installed_version("simplejpeg"), "splits": split_names, "holdout": held,
         "classes": [[c.label, c.name, c.common_name, c.taxonomy, dict(c.extra)] for c in classes],
         "templates_source": [t.source for t in spec.templates], "zeroshot": [prompts.classnames, prompts.templates],
         "records": {s: [len(p.records), len(p.rejected), p.held_out] for s, p in plans.items()},

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from dataclasses import dataclass
 
 import simplejpeg
@@ -173,7 +174,7 @@ def _check_budget(img: Image.Image, data: bytes, max_pixels: int) -> None:
     pixels = width * height
     if pixels > max_pixels:
         raise ImageError(f"image is {width}x{height} = {pixels:,} pixels, over the limit of {max_pixels:,} (--max-image-pixels)")
-    if img.format in _JPEG:
+    if img.format in _JPEG and img.info.get("progression"):  # a sequential JPEG has a scan per component at most
         # Every start-of-scan marker: in entropy-coded data 0xFF is always followed by 0x00 or a
         # restart marker, so this overcounts only by the scans of an embedded EXIF thumbnail.
         scans = data.count(b"\xff\xda")
@@ -188,14 +189,32 @@ def _decode_jpeg(data: bytes, img: Image.Image, reduce: int) -> Image.Image:
     width, height = img.size
     size = (-(-width // reduce), -(-height // reduce))
     if img.mode not in ("RGB", "L"):  # CMYK/YCCK: checked here, converted by Pillow (Adobe's inverted CMYK)
-        simplejpeg.decode_jpeg(data, colorspace="CMYK", min_width=size[0], min_height=size[1])
+        simplejpeg.decode_jpeg(data, colorspace="CMYK", min_width=size[0], min_height=size[1], buffer=_buffer(size, 4))
         if reduce > 1:
             img.draft(None, size)
         img.load()
         return img
-    pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=size[0], min_height=size[1])
+    # RGB, copied into Pillow's image: mapping RGBX pixels instead saves the copy but makes Lanczos work on four
+    # bands, which costs more than the copy (benchmarks/img2dataset_comparison.py).
+    pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=size[0], min_height=size[1], buffer=_buffer(size, 3))
     rows, columns = pixels.shape[:2]
-    return Image.frombuffer("RGB", (columns, rows), pixels, "raw", "RGB", 0, 1)
+    return Image.frombuffer("RGB", (columns, rows), pixels, "raw", "RGB", 0, 1)  # a copy: the buffer is reused
+
+
+_buffers = threading.local()
+_MAX_KEPT_BUFFER = 64 << 20
+
+
+def _buffer(size: tuple[int, int], channels: int) -> bytearray | None:
+    """A decode buffer kept per thread: a fresh array per image is an mmap, page faults and an munmap each
+    time (several percent of the build in system time), where Pillow's own decoder reuses its arena."""
+    needed = (size[0] + 1) * (size[1] + 1) * channels  # room for the scale simplejpeg picks for a tiny image
+    if needed > _MAX_KEPT_BUFFER:
+        return None
+    kept = getattr(_buffers, "data", None)
+    if kept is None or len(kept) < needed:
+        kept = _buffers.data = bytearray(max(needed, 1 << 20))
+    return kept
 
 
 def _orientation(img: Image.Image) -> int:
