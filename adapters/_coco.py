@@ -37,11 +37,13 @@ LABEL = "_vlconvert_label"
 def read_list(
     fs, path: str, section: str, spill_dir: str | None = None, chunk_rows: int = CHUNK_ROWS,
     annotate: Callable[[pa.Table], pa.Table] | None = None, open_file: Callable[[str], Any] | None = None,
+    guard: bool = True,
 ) -> pa.Table:
     """Every item of the top-level list ``section`` as one table; missing fields are null.
 
     With ``spill_dir`` the columns live in memory-mapped files there, not on the heap.
     ``open_file(path)`` opens it (default ``fs.open``): a release's own, under the read policy.
+    ``guard=False`` skips the nesting guard, for a second pass over a file a guarded pass read whole.
     ``annotate`` may add derived columns to each chunk while it is still in memory:
     a check over a whole spilled column would page all of it back in.
     """
@@ -60,7 +62,7 @@ def read_list(
     opener = open_file or (lambda p: fs.open(p, "rb"))
     try:
         with opener(path) as raw:
-            stream = NestingGuard(raw, path)
+            stream = NestingGuard(raw, path) if guard else raw
             # An empty section means the document itself is the list (iNat-2018's categories.json).
             for item in ijson.items(stream, f"{section}.item" if section else "item", use_float=True, buf_size=_READ_BUFFER):
                 if not isinstance(item, dict):

@@ -118,7 +118,9 @@ class INatReleaseAdapter:
             os.makedirs(spill, exist_ok=True)
             flag = None if self.files.allow_outside_root else flag_paths_escaping_root
             images = read_list(self._fs, path, "images", spill, self.chunk_rows, annotate=flag, open_file=self.files.open_path)
-            annotations = read_list(self._fs, path, "annotations", spill, self.chunk_rows, open_file=self.files.open_path)
+            # ijson read the whole file, through the nesting guard, for the images: this second pass needs no guard.
+            annotations = read_list(self._fs, path, "annotations", spill, self.chunk_rows, open_file=self.files.open_path,
+                                    guard=False)
             self._parsed[split] = join_labels(images, annotations, self._categories["id"], split, path)
         return self._parsed[split]
 
