@@ -9,7 +9,8 @@ are for the corpus and for benchmarks/jpeg_reduced_decode.py):
 
 Run from the repository root:
 
-    /tmp/venv-bench/bin/python benchmarks/img2dataset_comparison.py [--images 2000] [--repeat 2] [--json FILE]
+    /tmp/venv-bench/bin/python benchmarks/img2dataset_comparison.py [--images 2000] [--repeat 2] [--json FILE] \
+        [--vlconvert-python PY] [--baseline-python OLD_PY]
 
 The corpus (``--corpus``, default /tmp/vlconvert-bench-corpus-N) is made once
 and reused: half about 500x375, half about 800x600 (a quarter of them
@@ -52,6 +53,25 @@ OpenCV 4.14; the 8,000-image run shared the CPU with another process at times):
     vlconvert (--workers 1)            8000      254.4        254.3       0.39       257.0    39.36
     vlconvert / best img2dataset: 1.13x (best), 1.17x (median), 1.01x after start-up; PSNR +1.58 dB
     vlconvert 2 workers / 1 worker: 1.88x
+
+Against an earlier vlconvert, in the same rounds (``--baseline-python`` names the Python it is
+installed for; each vlconvert runs outside the repository, so ``python -m vlconvert`` imports the
+installed one), after issue 13's hardening (strict JPEG decoding, the read policy, the decode
+budget), on a busier day:
+
+    $ /tmp/venv-bench/bin/python benchmarks/img2dataset_comparison.py --repeat 3 \
+          --vlconvert-python .venv/bin/python --baseline-python /tmp/venv-bench/bin/python
+    tool                             images best img/s median img/s start-up s img/s after  PSNR dB
+    img2dataset (thread_count=256)     2000      222.8        178.5       3.48       360.3    37.76
+    img2dataset (thread_count=4)       2000      201.9        174.7       3.28       298.6    37.76
+    vlconvert (--workers 2)            2000      324.3        263.0       0.83       371.3    39.35
+    vlconvert (--workers 1)            2000      164.4        140.0       0.51       170.0    39.35
+    vlconvert baseline (--workers 2)   2000      303.9        252.5       0.82       343.6    39.35
+    vlconvert / best img2dataset: 1.46x (best), 1.47x (median), 1.03x after start-up; PSNR +1.59 dB
+    baseline / best img2dataset: 1.36x (best), 1.41x (median); vlconvert / baseline: 1.067x (best), 1.042x (median)
+
+The two write byte-identical shards: libjpeg-turbo through simplejpeg gives exactly the
+pixels Pillow's ``draft`` decode gave.
 
 So much of vlconvert's lead on 2,000 images is img2dataset's 2.5-3 s start-up;
 per image vlconvert is 1.01-1.24x faster across runs, and 1.6 dB closer to the
