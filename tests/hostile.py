@@ -140,3 +140,25 @@ def png_claiming(width: int, height: int, rows: int = 1) -> bytes:
     data = zlib.compress((b"\0" + b"\x80" * width * 3) * rows)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def rewrite_shard(out: Path, split: str, index: int, change) -> None:
+    """Rewrite shard ``index`` of ``split`` member by member (``change(name, data) -> (name, data)``) and update
+    its manifest entry to match, so that only what ``change`` did is wrong with the build."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    shard = out / split / f"{split}-{index:06d}.tar"
+    buffer = io.BytesIO()
+    with tarfile.open(shard) as source, tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as target:
+        for member in source:
+            member.name, data = change(member.name, source.extractfile(member).read())
+            member.size = len(data)
+            target.addfile(member, io.BytesIO(data))
+    shard.write_bytes(buffer.getvalue())
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["splits"][split]["shards"][index]
+    entry.update(bytes=shard.stat().st_size, sha256=hashlib.sha256(shard.read_bytes()).hexdigest())
+    (out / "manifest.json").write_text(json.dumps(manifest))

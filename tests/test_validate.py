@@ -1,7 +1,6 @@
 """`vlconvert validate` on real builds, intact and damaged the ways copies and crashes damage them."""
 
 import hashlib
-import io
 import json
 import shutil
 import tarfile
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from hostile import rewrite_shard
 from inat_layout import make_inat_root, read_json
 from test_cli import run
 
@@ -120,22 +120,15 @@ def test_an_unlisted_shard(out):
 def test_a_repeated_key(out):
     """A sample renamed to a key of another shard, with the manifest updated to match: only the repeat is wrong."""
     first = member_offset(out / "train" / "train-000000.tar", ".cls")[0].split(".")[0]
-    shard = out / "train" / "train-000001.tar"
-    buffer = io.BytesIO()
-    with tarfile.open(shard) as source, tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as target:
+    with tarfile.open(out / "train" / "train-000001.tar") as source:
         renamed = next(iter(source)).name.split(".")[0]
-        for member in source:
-            data = source.extractfile(member).read()
-            if member.name.startswith(renamed + "."):
-                member.name = first + member.name[len(renamed):]
-                data = data.replace(f'"key": "{renamed}"'.encode(), f'"key": "{first}"'.encode())
-                member.size = len(data)
-            target.addfile(member, io.BytesIO(data))
-    shard.write_bytes(buffer.getvalue())
-    manifest = read_json(out / "manifest.json")
-    entry = manifest["splits"]["train"]["shards"][1]
-    entry.update(bytes=shard.stat().st_size, sha256=hashlib.sha256(shard.read_bytes()).hexdigest())
-    (out / "manifest.json").write_text(json.dumps(manifest))
+
+    def rename(name: str, data: bytes) -> tuple[str, bytes]:
+        if not name.startswith(renamed + "."):
+            return name, data
+        return first + name[len(renamed):], data.replace(f'"key": "{renamed}"'.encode(), f'"key": "{first}"'.encode())
+
+    rewrite_shard(out, "train", 1, rename)
     assert problems(out) == [f"train/train-000001.tar: {first}: key repeated in split train (first in train/train-000000.tar)"]
 
 

@@ -44,8 +44,8 @@ def check_side_files(fs, path: str, add: Add, manifest: dict, num_classes: int) 
     if all(isinstance(n, int) for n in split_errors) and sum(split_errors) != expected:
         add(files.MANIFEST, f"errors count {expected} is not the splits' errored total {sum(split_errors)}")
     checks = ((files.ERRORS, lambda: _check_errors(fs, path, add, expected, errors.get("by_stage"))),
-              (files.CLASSNAMES, lambda: _check_classnames(fs, path, add, num_classes)),
-              (files.CLASSES, lambda: _check_classes(fs, path, add, num_classes)),
+              (files.CLASSNAMES, lambda: _check_per_class(fs, path, add, files.CLASSNAMES, num_classes, _classname_problem)),
+              (files.CLASSES, lambda: _check_per_class(fs, path, add, files.CLASSES, num_classes, _class_problem)),
               (files.ZEROSHOT_TEMPLATES, lambda: _check_templates(fs, path, add, manifest.get("zeroshot"))))
     for name, check in checks:
         if name not in unreadable:
@@ -151,35 +151,32 @@ def _check_errors(fs, path: str, add: Add, expected, by_stage) -> None:
         add(files.ERRORS, f"errors by stage {dict(sorted(stages.items()))} differ from the manifest's {by_stage}")
 
 
-def _check_classnames(fs, path: str, add: Add, num_classes: int) -> None:
-    lines = _lines(fs, posixpath.join(path, files.CLASSNAMES))
+def _check_per_class(fs, path: str, add: Add, name: str, num_classes: int, line_problem) -> None:
+    """One line per class, in label order; ``line_problem(number, line)`` says what is wrong with one line, if anything."""
+    lines = _lines(fs, posixpath.join(path, name))
     if lines is None:
-        add(files.CLASSNAMES, "missing")
+        add(name, "missing")
         return
     count = 0
     for number, line in lines:
         count += 1
-        if not line.strip():
-            add(files.CLASSNAMES, f"line {number} is empty: class {number - 1} has no name")
-            break
-    if count != num_classes:
-        add(files.CLASSNAMES, f"{count} lines for {num_classes} classes")
-
-
-def _check_classes(fs, path: str, add: Add, num_classes: int) -> None:
-    lines = _lines(fs, posixpath.join(path, files.CLASSES))
-    if lines is None:
-        add(files.CLASSES, "missing")
-        return
-    count = 0
-    for number, line in lines:
-        count += 1
-        entry = _json(line)
-        if not isinstance(entry, dict) or entry.get("label") != number - 1 or not isinstance(entry.get("name"), str):
-            add(files.CLASSES, f"line {number} is not class {number - 1} (a JSON object with that label and a name)")
+        problem = line_problem(number, line)
+        if problem:
+            add(name, problem)
             return
     if count != num_classes:
-        add(files.CLASSES, f"{count} lines for {num_classes} classes")
+        add(name, f"{count} lines for {num_classes} classes")
+
+
+def _classname_problem(number: int, line: bytes) -> str | None:
+    return None if line.strip() else f"line {number} is empty: class {number - 1} has no name"
+
+
+def _class_problem(number: int, line: bytes) -> str | None:
+    entry = _json(line)
+    if isinstance(entry, dict) and entry.get("label") == number - 1 and isinstance(entry.get("name"), str):
+        return None
+    return f"line {number} is not class {number - 1} (a JSON object with that label and a name)"
 
 
 def _check_templates(fs, path: str, add: Add, zeroshot) -> None:
