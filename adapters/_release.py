@@ -34,6 +34,7 @@ class ReleaseFiles:
         self.dataset = dataset
         self.allow_outside_root = option_bool(allow_outside_root, "allow_outside_root")
         self.fs, self.path = filesystem(root, "--root")
+        self._beside_root: set[str] = set()
         self._protocol = root.split("://", 1)[0] if "://" in root else None
         if not self.fs.isdir(self.path):
             raise VLConvertError(f"{root}: no such folder (the {dataset} root)")
@@ -75,7 +76,7 @@ class ReleaseFiles:
         shown = posixpath.join(self.root, posixpath.relpath(path, self.path)) if path.startswith(self.path) else path
         if confine and self.image_root is not None:
             real, root = os.path.realpath(path), os.path.realpath(self.path)
-            if not within(real, root):
+            if not within(real, root) and real not in self._beside_root:
                 raise VLConvertError(f"{shown}: resolves to {real}, outside the dataset root; not read "
                                      "(--option allow_outside_root=true to read it anyway)")
         try:
@@ -84,6 +85,12 @@ class ReleaseFiles:
             raise VLConvertError(f"{shown}: not found") from None
         except (NotARegularFile, IsADirectoryError) as exc:
             raise VLConvertError(f"{shown}: {exc.strerror}; not read") from None
+
+    def allow_beside_root(self, relative: str) -> None:
+        """A file the layout itself puts outside ROOT (CUB's attributes.txt beside CUB_200_2011/), read where it
+        lies: a link there to anywhere else is still refused."""
+        if self.image_root is not None:
+            self._beside_root.add(os.path.normpath(os.path.join(os.path.realpath(self.path), relative)))
 
     def read_bytes(self, relative: str, limit: int = MAX_RELEASE_FILE_BYTES) -> bytes:
         with self.open_path(self.join(relative)) as f:

@@ -57,6 +57,8 @@ class CUB200Adapter(ReleaseAdapter):
         # The tarball puts attributes.txt beside CUB_200_2011/, the README inside attributes/.
         places = ["attributes.txt", self._in_base("attributes/attributes.txt")] + ([] if self.base else ["../attributes.txt"])
         names_file = next((n for n in places if self.files.exists(n)), None)
+        if names_file == "../attributes.txt":
+            self.files.allow_beside_root(names_file)
         if names_file is None:
             raise VLConvertError(f"{self.files.root}: {labels_file} is there but attributes.txt, the attribute names, is not "
                                  "(expected beside CUB_200_2011/ or in CUB_200_2011/attributes/)")

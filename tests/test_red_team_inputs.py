@@ -393,3 +393,18 @@ def test_file_and_folder_names_that_are_not_utf8_are_rejected_not_a_crash(tmp_pa
     assert errors["A/c\\xfe.jpg"]["reason"] == "its name is not valid UTF-8; rename it"
     assert errors["A/sub\\xff"]["reason"] == "its name is not valid UTF-8; rename it"
     assert read_json(out / "manifest.json")["splits"]["train"]["written"] == 2
+
+
+def test_a_file_the_layout_puts_beside_the_root_is_read_there_and_nowhere_else(tmp_path):
+    """CUB's attributes.txt lies beside CUB_200_2011/, which may itself be the root: it is read where it lies,
+    but a link there to another file is refused like any other link out of the root."""
+    from release_layouts import make_cub
+
+    root = make_cub(tmp_path / "cub")
+    built = run_confined("build", "-a", "cub200", "-r", str(root / "CUB_200_2011"), "-o", str(tmp_path / "out"),
+                         "-t", "with_attributes")
+    assert built.returncode == 0, built.stderr
+    (root / "attributes.txt").unlink()
+    (root / "attributes.txt").symlink_to("/etc/passwd")
+    refused = run_confined("build", "-a", "cub200", "-r", str(root / "CUB_200_2011"), "-o", str(tmp_path / "again"))
+    assert refused.returncode == 2 and "attributes.txt: resolves to /etc/passwd, outside the dataset root" in refused.stderr

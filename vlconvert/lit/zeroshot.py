@@ -219,7 +219,7 @@ def build_facts(data: str) -> tuple[list[int] | None, list[int], dict[int, dict]
     training = [s for s in manifest.get("splits", {}) if holdout.is_training_split(s)]
     counts = manifest["splits"][training[0]].get("class_counts") if training else None
     taxonomy = {}
-    classes_file = posixpath.join(out, manifest.get("classes") or "classes.jsonl")
+    classes_file = posixpath.join(out, "classes.jsonl")  # the build's own file, whatever a tampered manifest names
     if fs.exists(classes_file):
         with fs.open(classes_file, "rb") as f:
             for line in f.read().decode("utf-8").splitlines():
