@@ -152,11 +152,9 @@ class _Walk:
     def _list(self, relative: str) -> list[tuple[str, bool]]:
         path = self.files.join(relative) if relative else self.files.path
         if not self.local:
-            listing = []
-            for entry in self.files.fs.ls(path, detail=True):
-                name = posixpath.basename(entry["name"].rstrip("/"))
-                listing.append((name, entry["type"] == "directory"))
-            return self._visible(relative, listing)
+            listing = [(posixpath.basename(entry["name"].rstrip("/")), entry["type"] == "directory")
+                       for entry in self.files.fs.ls(path, detail=True)]
+            return [(name, is_folder) for name, is_folder in listing if not self._hidden(relative, name, is_folder)]
         if not self._enter(path, relative):
             return []
         listing = []
@@ -164,8 +162,7 @@ class _Walk:
             with os.scandir(path) as scan:
                 for entry in scan:
                     shown = _utf8_or_escaped(entry.name)
-                    if entry.name.startswith("."):
-                        self.hidden.append(posixpath.join(relative, shown) + ("/" if entry.is_dir(follow_symlinks=False) else ""))
+                    if self._hidden(relative, shown, entry.is_dir(follow_symlinks=False)):
                         continue
                     if shown != entry.name:  # bytes that are not UTF-8 cannot reach a JSON member, a caption or the report
                         self.refused.append((posixpath.join(relative, shown), "its name is not valid UTF-8; rename it"))
@@ -179,14 +176,11 @@ class _Walk:
             raise VLConvertError(f"{where}: cannot list this folder ({error.strerror}); its images would be lost") from None
         return listing
 
-    def _visible(self, relative: str, listing: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
-        shown = []
-        for name, is_folder in listing:
-            if name.startswith("."):
-                self.hidden.append(posixpath.join(relative, name) + ("/" if is_folder else ""))
-            else:
-                shown.append((name, is_folder))
-        return shown
+    def _hidden(self, relative: str, name: str, is_folder: bool) -> bool:
+        """Whether the entry is hidden; a hidden one is noted in ``hidden``."""
+        if name.startswith("."):
+            self.hidden.append(posixpath.join(relative, name) + ("/" if is_folder else ""))
+        return name.startswith(".")
 
     def _is_folder(self, entry: os.DirEntry, relative: str) -> bool | None:
         """True for a folder to walk, False for a file to list, None for a link refused here."""
@@ -209,7 +203,7 @@ class _Walk:
         identity = (info.st_dev, info.st_ino)
         first = self._walked.setdefault(identity, relative or ".")
         if first != (relative or "."):
-            self.refused.append((relative, f"a link to the folder {first or '.'}, which is already read (a loop, or a second "
+            self.refused.append((relative, f"a link to the folder {first}, which is already read (a loop, or a second "
                                            "path to the same images); not followed"))
             return False
         return True

@@ -188,10 +188,9 @@ class CaptionSandbox(ImmutableSandboxedEnvironment):
 
     def _concat(self, *parts) -> str:
         self.charge(*parts)
-        texts = [str(p) for p in parts] if sum(text_size(p) for p in parts) <= MAX_VALUE_CHARS else None
-        if texts is None:
+        if sum(text_size(p) for p in parts) > MAX_VALUE_CHARS:
             raise TemplateLimit(f"joining with ~ would make a string longer than {MAX_VALUE_CHARS:,} characters")
-        return checked("".join(texts))
+        return checked("".join(str(p) for p in parts))
 
     def bounded_buffer(self) -> _BoundedBuffer:
         return _BoundedBuffer()
@@ -217,8 +216,6 @@ class CaptionSandbox(ImmutableSandboxedEnvironment):
                                         "is not allowed in caption templates")
         if operator == "%" and isinstance(left, str):
             check_format(left, right)
-        if operator in ("+",) and isinstance(left, str) and isinstance(right, str) and len(left) + len(right) > MAX_VALUE_CHARS:
-            raise TemplateLimit(f"a string grew past {MAX_VALUE_CHARS:,} characters")
         return checked(super().call_binop(context, operator, left, right))
 
     def call_unop(self, context, operator, arg):
@@ -245,10 +242,10 @@ class CaptionSandbox(ImmutableSandboxedEnvironment):
                 raise SecurityError("format widths over 999 are not allowed in caption templates")
             return refuse
 
-        def checked(*args, **kwargs):
+        def size_checked(*args, **kwargs):
             check_str_method(text, value.__name__, args, kwargs)
             return wrapped(*args, **kwargs)
-        return checked
+        return size_checked
 
     # ------------------------------------------------------------------ compiling and rendering
 

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from dataclasses import dataclass
 
 import fsspec
 
 from .images import ImageError
-from .storage import read_at_most, special_file_kind
+from .storage import NotARegularFile, open_local_regular, read_at_most
 
 DEFAULT_MAX_IMAGE_BYTES = 256 << 20  # a 100-megapixel JPEG is ~50 MB; an uncompressed 48-megapixel TIFF ~150 MB
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 @dataclass(frozen=True)
@@ -56,25 +54,19 @@ def _read_local(path: str, limits: ReadLimits) -> bytes:
         raise ImageError(f"image {path} resolves to {real}, outside the dataset root {limits.root}; links may not lead "
                          "out of it (--option allow_outside_root=true to read them anyway)")
     try:
-        fd = os.open(real, _OPEN_FLAGS)
+        with open_local_regular(real) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limits.max_bytes:
+                raise ImageError(_too_large(path, size, limits.max_bytes))
+            data = read_at_most(f, limits.max_bytes, size)  # a file that grows while read still stops at the cap
     except FileNotFoundError as exc:
         raise ImageError(f"image file not found: {path}") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"image path is a folder: {path}") from exc
+    except NotARegularFile as exc:
+        raise ImageError(f"image {path} is {exc.strerror}; only regular files are read") from exc
     except OSError as exc:
         raise ImageError(f"cannot read image {path}: {os.strerror(exc.errno) if exc.errno else exc}") from exc
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise ImageError(f"image path is a folder: {path}")
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageError(f"image {path} is {special_file_kind(info.st_mode)}, not a regular file; only regular files are read")
-        if info.st_size > limits.max_bytes:
-            raise ImageError(_too_large(path, info.st_size, limits.max_bytes))
-        with open(fd, "rb", closefd=False) as f:
-            data = read_at_most(f, limits.max_bytes, info.st_size)  # a file that grows while read still stops at the cap
-    except OSError as exc:
-        raise ImageError(f"cannot read image {path}: {os.strerror(exc.errno) if exc.errno else exc}") from exc
-    finally:
-        os.close(fd)
     if len(data) > limits.max_bytes:
         raise ImageError(_too_large(path, len(data), limits.max_bytes))
     return data

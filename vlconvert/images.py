@@ -31,6 +31,7 @@ from __future__ import annotations
 import io
 import math
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import simplejpeg
@@ -124,48 +125,54 @@ class ImageError(ValueError):
 
 def prepare(data: bytes, options: ImageOptions, crop=None) -> PreparedImage:
     """The bytes for the shard; ``crop`` is a Record's crop region (forces a re-encode)."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            _check_budget(img, data, options.max_pixels)
-            jpeg = img.format in _JPEG
-            if not jpeg:
-                img.load()  # the whole image, now: a decode error must never hide inside a later step
-                if img.format == "PNG":
-                    check_png(data)
-            orientation = _orientation(img)
-            if crop is None and _passes_through(img, options, orientation):
-                if jpeg:
-                    _decode_jpeg(data, img, 8)  # 1/8 scale still reads every coefficient
-                return PreparedImage(data, _PASSTHROUGH_FORMATS[img.format], img.width, img.height)
-            return _reencode(img, data, options, orientation, crop)
-    except ImageError:
-        raise
-    except UnidentifiedImageError as exc:
-        raise ImageError("not a recognised image format") from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"cannot decode image: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"cannot decode image: {exc}") from exc
+    with _decode_errors(_DECODE_ERRORS), Image.open(io.BytesIO(data)) as img:
+        _check_budget(img, data, options.max_pixels)
+        jpeg = img.format in _JPEG
+        if not jpeg:
+            _load_whole(img, data)  # now: a decode error must never hide inside a later step
+        orientation = _orientation(img)
+        if crop is None and _passes_through(img, options, orientation):
+            if jpeg:
+                _decode_jpeg(data, img, 8)  # 1/8 scale still reads every coefficient
+            return PreparedImage(data, _PASSTHROUGH_FORMATS[img.format], img.width, img.height)
+        return _reencode(img, data, options, orientation, crop)
 
 
 def check_decodes(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
     """Raise ImageError unless ``data`` decodes fully and cleanly within the decode budget, as the build
     demands of every image it writes (``vlconvert validate`` holds a shard's images to the same)."""
+    # Any exception: whatever stops a decoder here stops a reader of the shard too.
+    with _decode_errors(Exception), Image.open(io.BytesIO(data)) as img:
+        _check_budget(img, data, max_pixels)
+        if img.format in _JPEG:
+            _decode_jpeg(data, img, 8)
+        else:
+            _load_whole(img, data)
+
+
+# What decoders raise for bad data.  Anything else in a build is a decoder failing in a way vlconvert does
+# not know, which the shard task reports as "unexpected" (docs/errors.md).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+@contextmanager
+def _decode_errors(expected):
+    """The ``expected`` exceptions a decoder raises, as the ImageError the error report gives a reason for."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            _check_budget(img, data, max_pixels)
-            if img.format in _JPEG:
-                _decode_jpeg(data, img, 8)
-            else:
-                img.load()
-                if img.format == "PNG":
-                    check_png(data)
+        yield
     except ImageError:
         raise
     except UnidentifiedImageError as exc:
         raise ImageError("not a recognised image format") from exc
-    except Exception as exc:  # Pillow raises many types for bad data; any of them means a reader fails too
+    except expected as exc:
         raise ImageError(f"cannot decode image: {exc}") from exc
+
+
+def _load_whole(img: Image.Image, data: bytes) -> None:
+    """Decode a non-JPEG image in full; a PNG's integrity is checked as libpng would (``png_check``)."""
+    img.load()
+    if img.format == "PNG":
+        check_png(data)
 
 
 def _check_budget(img: Image.Image, data: bytes, max_pixels: int) -> None:

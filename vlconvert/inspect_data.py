@@ -23,9 +23,8 @@ from .lint import CONTEXT_LENGTH, _token_lengths
 from .records import VLConvertError
 from .storage import NotARegularFile, bounded_lines, filesystem, open_regular
 from .validate import listed_shards, read_manifest, structure_problems
-from .validate_shard import MAX_MEMBER_BYTES, MAX_TEXT_MEMBER_BYTES, open_tar_stream
+from .validate_shard import IMAGE_EXTENSIONS, MAX_MEMBER_BYTES, MAX_TEXT_MEMBER_BYTES, open_tar_stream
 
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 FREQUENCY_PERCENTILES = (("min", 0), ("p1", 1), ("p5", 5), ("p25", 25), ("median", 50), ("p75", 75), ("p95", 95),
                          ("p99", 99), ("max", 100))
 LENGTH_PERCENTILES = (("min", 0), ("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))

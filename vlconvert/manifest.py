@@ -24,6 +24,8 @@ ERRORS = "errors.jsonl"
 CLASSNAMES = "classnames.txt"
 ZEROSHOT_TEMPLATES = "zeroshot_classification_templates.txt"
 SIZES = "sizes.json"
+# A build's manifest is a few MB even for iNat-2021's 2,687 shards; anything far larger is not one.
+MAX_MANIFEST_BYTES = 256 << 20
 
 
 def shard_name(split: str, number: int) -> str:

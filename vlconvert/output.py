@@ -35,7 +35,7 @@ def resume_key(settings: dict[str, Any]) -> str:
 
 def _read_manifest(fs, path: str) -> dict | None:
     try:
-        raw = read_bounded(fs, posixpath.join(path, files.MANIFEST), _MAX_MANIFEST_BYTES)
+        raw = read_bounded(fs, posixpath.join(path, files.MANIFEST), files.MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         return None
     except (OSError, ValueError):  # a folder, a FIFO, a huge file: not a manifest vlconvert wrote
@@ -47,8 +47,6 @@ def _read_manifest(fs, path: str) -> dict | None:
     return data if isinstance(data, dict) else {}
 
 
-# A build's manifest is a few MB even for iNat-2021's 2,687 shards; anything far larger is not one.
-_MAX_MANIFEST_BYTES = 256 << 20
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -82,7 +82,7 @@ _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat
           (stat.S_ISSOCK, "a socket"))
 
 
-def special_file_kind(mode: int) -> str:
+def _special_file_kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
@@ -95,15 +95,19 @@ def open_regular(fs, path: str):
 
     A build folder from someone else may hold a FIFO named ``manifest.json`` or a link to ``/dev/zero``
     named like a shard; the readers of a build (validate, inspect) open files through this."""
-    if not isinstance(fs, LocalFileSystem):
-        return fs.open(path, "rb")
+    return fs.open(path, "rb") if not isinstance(fs, LocalFileSystem) else open_local_regular(path)
+
+
+def open_local_regular(path: str):
+    """A local file opened for reading without blocking on it; IsADirectoryError or NotARegularFile
+    (its ``strerror`` says what it is instead) before a byte is read."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(21, "a folder, not a regular file", path)
         if not stat.S_ISREG(mode):
-            raise NotARegularFile(0, f"{special_file_kind(mode)}, not a regular file", path)
+            raise NotARegularFile(0, f"{_special_file_kind(mode)}, not a regular file", path)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
@@ -146,8 +150,7 @@ def read_at_most(f, limit: int, expected: int | None = None) -> bytes:
 def read_bounded(fs, path: str, limit: int) -> bytes:
     """A whole small file through :func:`open_regular`; ``ValueError`` when it is larger than ``limit``."""
     with open_regular(fs, path) as f:
-        size = fs.size(path) if not isinstance(fs, LocalFileSystem) else os.fstat(f.fileno()).st_size
-        data = read_at_most(f, limit, size)
+        data = read_at_most(f, limit, os.fstat(f.fileno()).st_size if isinstance(fs, LocalFileSystem) else None)
     if len(data) > limit:
         raise ValueError(f"{path}: larger than {limit:,} bytes")
     return data

@@ -22,9 +22,6 @@ from .validate_counts import check_split
 from .validate_files import check_side_files
 from .validate_shard import MAX_LISTED, SampleRules, ShardCheck, check_shard
 
-# A build's manifest is a few MB even for iNat-2021's 2,687 shards; anything far larger is not one.
-MAX_MANIFEST_BYTES = 256 << 20
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -119,7 +116,7 @@ def read_manifest(fs, out: str, path: str) -> dict | None:
     if not fs.isdir(path):
         raise VLConvertError(f"{out}: is a file, not a build's output folder")
     try:
-        raw = read_bounded(fs, posixpath.join(path, files.MANIFEST), MAX_MANIFEST_BYTES)
+        raw = read_bounded(fs, posixpath.join(path, files.MANIFEST), files.MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise VLConvertError(f"{out}: holds no {files.MANIFEST}, so it is not a vlconvert build") from None
     except (NotARegularFile, IsADirectoryError, ValueError) as exc:
