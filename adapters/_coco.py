@@ -23,7 +23,8 @@ import ijson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vlconvert.records import KEY_PATTERN, Rejected, VLConvertError
+from vlconvert.errors import VLConvertError
+from vlconvert.records import KEY_PATTERN, Rejected, key_rule
 
 from ._json_guard import NestingGuard
 
@@ -201,7 +202,7 @@ def join_labels(
     # In order of precedence: an image gets the first reason that applies.
     checks: list[tuple[pa.Array, Callable[[int], str]]] = [
         (pc.is_null(ids), lambda i: "image entry has no id"),
-        (_invalid_keys(ids), lambda i: f"image id {id_of(i)!r} cannot be a sample key (letters, digits, '_' and '-' only)"),
+        (_invalid_keys(ids), lambda i: f"image id {id_of(i)!r} cannot be a sample key {key_rule(id_of(i))}"),
         (pc.is_null(file_names), lambda i: "image entry has no file_name"),
         (images[ESCAPES_ROOT] if ESCAPES_ROOT in images.column_names else pa.repeat(False, len(ids)),
          lambda i: f"file_name {file_names[i].as_py()!r} points outside the dataset root"),

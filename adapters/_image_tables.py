@@ -7,13 +7,40 @@ labels in ``image_class_labels.txt``, the split in ``train_test_split.txt``
 
 from __future__ import annotations
 
+import math
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from vlconvert.records import VLConvertError
+from vlconvert.errors import VLConvertError
 
-from ._release import ImageRow, ReleaseFiles, box_crop, id_order, train_or_test, zero_one
+from ._release import ReleaseFiles
+from ._rows import ImageRow, id_order
+
+TRAIN_TEST = ("train", "test")
+
+
+def zero_one(values: list[str]) -> bool:
+    """The ``is_training_image`` column of CUB and NABirds."""
+    if values[0] not in {"0", "1"}:
+        raise ValueError(values[0])
+    return values[0] == "1"
+
+
+def train_or_test(is_train: Mapping[str, bool], image_id: str) -> str | None:
+    return None if image_id not in is_train else TRAIN_TEST[0] if is_train[image_id] else TRAIN_TEST[1]
+
+
+def box_crop(box: Sequence[float] | None) -> tuple[tuple | None, str | None]:
+    """An (x, y, width, height) box as a Record crop, or the reason it cannot be one."""
+    if not box:
+        return None, "crop is on but the release gives this image no bounding box"
+    x, y, width, height = box
+    if not all(math.isfinite(v) for v in box):
+        return None, f"bounding box {list(box)} is not a finite box"
+    if width <= 0 or height <= 0 or x + width <= 0 or y + height <= 0:
+        return None, f"bounding box {list(box)} is empty or outside the image"
+    return (max(0.0, x), max(0.0, y), x + width, y + height), None
 
 
 @dataclass

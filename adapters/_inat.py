@@ -1,6 +1,6 @@
 """The iNaturalist competition releases: COCO-style JSON per split plus image folders.
 
-``INatReleaseAdapter`` holds everything the years share (streaming the JSON,
+``INatAdapter`` holds everything the years share (streaming the JSON,
 labels by category id, rejections, records built on demand); each year's
 adapter names its split files, its rank fields and where its categories are.
 """
@@ -20,10 +20,11 @@ from itertools import accumulate
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vlconvert.records import ClassInfo, Record, Rejected, VLConvertError
+from vlconvert.errors import VLConvertError
+from vlconvert.records import ClassInfo, Record
 
+from ._base import DatasetAdapter, SplitContents
 from ._coco import CHUNK_ROWS, ESCAPES_ROOT, LABEL, LabelledImages, flag_paths_escaping_root, join_labels, read_list, require_columns
-from ._release import ReleaseFiles
 
 # (rank in the taxonomy, field of the category).  The species rank holds the
 # specific epithet, as in BioCLIP's taxonomic captions.
@@ -38,19 +39,15 @@ LINNAEAN_FIELDS = (
 )
 
 
-class INatReleaseAdapter:
-    name = ""
-    description = ""
+class INatAdapter(DatasetAdapter):
     split_files: dict[str, str] = {}  # split → its JSON file under ROOT
     rank_fields: tuple[tuple[str, str], ...] = LINNAEAN_FIELDS
     chunk_rows = CHUNK_ROWS  # JSON list items per spilled Arrow chunk
     category_section = "categories"  # where category_file() keeps them; "" when the file is the list itself
 
     def __init__(self, root: str, spill_dir: str | None = None, allow_outside_root: bool | str = False):
-        self.root = root
+        super().__init__(root, allow_outside_root)
         self._spill_parent = spill_dir
-        self.files = ReleaseFiles(root, self.name, allow_outside_root)
-        self._fs, self._root_path = self.files.fs, self.files.path
         self._splits = [s for s, f in self.split_files.items() if self.files.exists(f)]
         if not self._splits:
             raise VLConvertError(
@@ -65,16 +62,10 @@ class INatReleaseAdapter:
     def classes(self) -> list[ClassInfo]:
         return self._classes
 
-    def records(self, split: str) -> "INatRecords":
+    def read_split(self, split: str) -> SplitContents:
+        # Records are built afresh over the cached parse: they hold the adapter, and with it the spill folder.
         parsed = self._parse(split)
-        return INatRecords(self, split, parsed.table, parsed.rows)
-
-    def rejected(self, split: str) -> list[Rejected]:
-        return list(self._parse(split).rejected)
-
-    @property
-    def image_root(self) -> str | None:
-        return self.files.image_root
+        return SplitContents(INatRecords(self, split, parsed.table, parsed.rows), parsed.rejected)
 
     def image_location(self, file_name: str) -> str:
         return self.files.location(file_name)
@@ -84,7 +75,7 @@ class INatReleaseAdapter:
 
     def category_file(self) -> str:
         """Every split's file lists the same categories: read them from the smallest."""
-        split = min(self._splits, key=lambda s: self._fs.size(self._json_path(s)))
+        split = min(self._splits, key=lambda s: self.files.fs.size(self._json_path(s)))
         return self._json_path(split)
 
     @classmethod
@@ -103,23 +94,21 @@ class INatReleaseAdapter:
 
     @cached_property
     def _categories(self) -> pa.Table:
-        return _read_categories(self._fs, self.category_file(), self.category_section, self.files.open_path)
+        return _read_categories(self.files.fs, self.category_file(), self.category_section, self.files.open_path)
 
     @cached_property
     def _classes(self) -> list[ClassInfo]:
         return [self.class_info(label, row) for label, row in enumerate(self._categories.to_pylist())]
 
     def _parse(self, split: str) -> LabelledImages:
-        if split not in self._splits:
-            raise VLConvertError(f"{self.root}: split {split!r} not found; this root has {', '.join(self._splits)}")
         if split not in self._parsed:
-            path = self._json_path(split)
+            fs, path = self.files.fs, self._json_path(split)
             spill = os.path.join(self._spill_dir, split)
             os.makedirs(spill, exist_ok=True)
             flag = None if self.files.allow_outside_root else flag_paths_escaping_root
-            images = read_list(self._fs, path, "images", spill, self.chunk_rows, annotate=flag, open_file=self.files.open_path)
+            images = read_list(fs, path, "images", spill, self.chunk_rows, annotate=flag, open_file=self.files.open_path)
             # ijson read the whole file, through the nesting guard, for the images: this second pass needs no guard.
-            annotations = read_list(self._fs, path, "annotations", spill, self.chunk_rows, open_file=self.files.open_path,
+            annotations = read_list(fs, path, "annotations", spill, self.chunk_rows, open_file=self.files.open_path,
                                     guard=False)
             self._parsed[split] = join_labels(images, annotations, self._categories["id"], split, path)
         return self._parsed[split]
@@ -128,7 +117,7 @@ class INatReleaseAdapter:
 class INatRecords(Sequence):
     """The records of one split, built on demand from the Arrow table."""
 
-    def __init__(self, adapter: INatReleaseAdapter, split: str, table: pa.Table, rows: pa.Array):
+    def __init__(self, adapter: INatAdapter, split: str, table: pa.Table, rows: pa.Array):
         self._adapter, self._split, self._rows = adapter, split, rows
         # Table.take on a many-chunk table first concatenates every column (a full
         # copy), so rows are looked up chunk by chunk instead.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from vlconvert.records import VLConvertError
+from vlconvert.errors import VLConvertError
 
 # COCO-style files nest 4 deep (document, list, entry, a bbox or segmentation list); a real file never nears these.
 MAX_DEPTH = 64

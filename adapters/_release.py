@@ -1,23 +1,21 @@
-"""What the file-based adapters share: reading a release's small text files with
-errors that name the file and line, option parsing, caching the parsed release,
-and turning per-image tables into records and rejections.
+"""A release's files, read under the read policy (docs/security.md): small text files
+with errors that name the file and line, and whether a listed path leaves the root.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fsspec.implementations.local import LocalFileSystem
 
-from vlconvert.image_files import within
-from vlconvert.records import ClassInfo, Record, Rejected, VLConvertError, is_valid_key
-from vlconvert.storage import NotARegularFile, filesystem, open_regular, read_at_most
+from vlconvert.errors import VLConvertError
+from vlconvert.storage import NotARegularFile, filesystem, open_regular, read_at_most, within
+
+from ._options import option_bool
 
 # The largest text file of a known release is CUB's image_attribute_labels.txt, about 75 MB.
 MAX_RELEASE_FILE_BYTES = 512 << 20
@@ -133,121 +131,6 @@ class ReleaseFiles:
         return out
 
 
-def option_float(value: Any, name: str, low: float, high: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise VLConvertError(f"option {name}={value!r} is not a number") from None
-    if not low <= number <= high:
-        raise VLConvertError(f"option {name}={value!r} must be between {low} and {high}")
-    return number
-
-
-def option_bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off", ""}:
-        return False
-    raise VLConvertError(f"option {name}={value!r} is not true or false")
-
-
-@dataclass
-class Release:
-    """A parsed release: its classes, and per split the records and the rejected rows."""
-
-    classes: list[ClassInfo]
-    records: dict[str, list[Record]] = field(default_factory=dict)
-    rejected: dict[str, list[Rejected]] = field(default_factory=dict)
-    ignored: dict[str, list[str]] = field(default_factory=dict)  # hidden entries, by split
-
-
-class ReleaseAdapter:
-    """Base of the adapters that parse a whole release once: subclasses implement ``load``."""
-
-    name = ""
-    description = ""
-
-    def __init__(self, root: str, allow_outside_root: bool | str = False):
-        self.files = ReleaseFiles(root, self.name, allow_outside_root)
-        self._release: Release | None = None
-
-    @property
-    def image_root(self) -> str | None:
-        return self.files.image_root
-
-    def ignored(self, split: str) -> list[str]:
-        """Entries left out by convention (hidden files), for the manifest's count and --dry-run's list."""
-        return self.release.ignored.get(split, [])
-
-    def load(self) -> Release:
-        raise NotImplementedError
-
-    @property
-    def release(self) -> Release:
-        if self._release is None:
-            self._release = self.load()
-        return self._release
-
-    def classes(self) -> list[ClassInfo]:
-        return self.release.classes
-
-    def splits(self) -> list[str]:
-        return list(self.release.records)
-
-    def records(self, split: str) -> list[Record]:
-        if split not in self.release.records:
-            raise VLConvertError(f"{self.files.root}: split {split!r} not found; {self.name} has {', '.join(self.splits())}")
-        return self.release.records[split]
-
-    def rejected(self, split: str) -> list[Rejected]:
-        return self.release.rejected.get(split, [])
-
-
-@dataclass(frozen=True)
-class ImageRow:
-    """One image as listed by a release, before it is checked."""
-
-    image_id: str
-    path: str  # relative to the release root
-    class_id: str | None  # None: the release gives the image no class
-    split: str | None  # None: the release gives the image no split
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    crop: tuple | None = None
-    problem: str | None = None  # a reason, found by the adapter, why this row cannot be a record
-
-
-def assemble(
-    files: ReleaseFiles, rows: Sequence[ImageRow], label_of: Mapping[str, int], splits: Sequence[str], where: str,
-) -> tuple[dict[str, list[Record]], dict[str, list[Rejected]]]:
-    """Records per split for every row that can be one; a Rejected, with its reason, for every other.
-
-    A path that leaves the release's folder (absolute, ``..``, ``file://``) is refused, never
-    read, unless the release allows it: a dataset file must not make vlconvert read /etc/passwd.
-    Remote URLs (``https://``, ``s3://``) are references by design and stay."""
-    records: dict[str, list[Record]] = {s: [] for s in splits}
-    rejected: dict[str, list[Rejected]] = {s: [] for s in splits}
-    first_seen: dict[tuple[str, str], str] = {}
-    for row in rows:
-        split = row.split if row.split in records else splits[0]
-        reason = _reason(row, splits, label_of)
-        if not reason and not files.allow_outside_root and leaves_root(files.join(""), row.path):
-            reason = f"path {row.path!r} points outside the dataset root"
-        if not reason and (split, row.image_id) in first_seen:
-            reason = f"duplicate image id {row.image_id} (first: {first_seen[split, row.image_id]})"
-        first_seen.setdefault((split, row.image_id), row.path)
-        if reason:
-            rejected[split].append(Rejected(split, row.image_id, f"{where} image {row.image_id} {row.path}", reason))
-            continue
-        records[split].append(Record(
-            key=row.image_id, image=files.location(row.path), label=label_of[row.class_id], split=split,
-            metadata=dict(row.metadata), source=row.path, crop=row.crop,
-        ))
-    return records, rejected
-
-
 REMOTE_SCHEMES = ("http", "https", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "hf")
 
 
@@ -271,52 +154,3 @@ def leaves_root(root: str, path: str) -> bool:
     if not target.startswith("/") and root.startswith("/"):
         return True
     return not (target == root or target.startswith(root.rstrip("/") + "/"))
-
-
-def _reason(row: ImageRow, splits: Sequence[str], label_of: Mapping[str, int]) -> str | None:
-    if row.problem:
-        return row.problem
-    if not row.path:
-        return "the release gives this image no file"
-    if row.split is None:
-        return "the release assigns this image to no split"
-    if row.split not in splits:
-        return f"unknown split {row.split!r}"
-    if row.class_id is None:
-        return "the release gives this image no class"
-    if row.class_id not in label_of:
-        return f"unknown class {row.class_id!r}"
-    if not is_valid_key(row.image_id):
-        return f"image id {row.image_id!r} cannot be a sample key (letters, digits, '_' and '-' only)"
-    return None
-
-
-TRAIN_TEST = ("train", "test")
-
-
-def zero_one(values: list[str]) -> bool:
-    """The ``is_training_image`` column of CUB and NABirds."""
-    if values[0] not in {"0", "1"}:
-        raise ValueError(values[0])
-    return values[0] == "1"
-
-
-def train_or_test(is_train: Mapping[str, bool], image_id: str) -> str | None:
-    return None if image_id not in is_train else TRAIN_TEST[0] if is_train[image_id] else TRAIN_TEST[1]
-
-
-def box_crop(box: Sequence[float] | None) -> tuple[tuple | None, str | None]:
-    """An (x, y, width, height) box as a Record crop, or the reason it cannot be one."""
-    if not box:
-        return None, "crop is on but the release gives this image no bounding box"
-    x, y, width, height = box
-    if not all(math.isfinite(v) for v in box):
-        return None, f"bounding box {list(box)} is not a finite box"
-    if width <= 0 or height <= 0 or x + width <= 0 or y + height <= 0:
-        return None, f"bounding box {list(box)} is empty or outside the image"
-    return (max(0.0, x), max(0.0, y), x + width, y + height), None
-
-
-def id_order(value: str):
-    """Sorts ids numerically when they are numbers ("2" before "10"), as text otherwise."""
-    return (0, int(value), "") if value.isdigit() else (1, 0, value)

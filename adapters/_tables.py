@@ -10,7 +10,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from vlconvert.records import ClassInfo, VLConvertError
+from vlconvert.errors import VLConvertError
+from vlconvert.records import ClassInfo
 from vlconvert.storage import NotARegularFile, filesystem, open_regular
 
 from ._json_guard import check_json_file

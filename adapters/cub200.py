@@ -16,10 +16,13 @@ from __future__ import annotations
 import posixpath
 import re
 
-from vlconvert.records import ClassInfo, VLConvertError
+from vlconvert.errors import VLConvertError
+from vlconvert.records import ClassInfo
 
-from ._image_tables import image_rows, read_image_tables
-from ._release import TRAIN_TEST, Release, ReleaseAdapter, assemble, id_order, option_bool, option_float
+from ._base import Release, ReleaseAdapter
+from ._image_tables import TRAIN_TEST, image_rows, read_image_tables
+from ._options import option_bool, option_float
+from ._rows import assemble, id_order
 
 
 class CUB200Adapter(ReleaseAdapter):

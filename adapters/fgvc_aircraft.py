@@ -13,9 +13,12 @@ bottom of every image.
 
 from __future__ import annotations
 
-from vlconvert.records import ClassInfo, VLConvertError
+from vlconvert.errors import VLConvertError
+from vlconvert.records import ClassInfo
 
-from ._release import ImageRow, Release, ReleaseAdapter, assemble, id_order, option_bool
+from ._base import Release, ReleaseAdapter
+from ._options import option_bool
+from ._rows import ImageRow, assemble, id_order
 
 SPLITS = ("train", "val", "test")
 LEVELS = ("manufacturer", "family", "variant")

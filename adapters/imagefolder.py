@@ -25,10 +25,12 @@ import re
 
 from fsspec.implementations.local import LocalFileSystem
 
-from vlconvert.image_files import within
-from vlconvert.records import VLConvertError
+from vlconvert.errors import VLConvertError
+from vlconvert.storage import within
 
-from ._release import ImageRow, Release, ReleaseAdapter, assemble, option_float
+from ._base import Release, ReleaseAdapter
+from ._options import option_float
+from ._rows import ImageRow, assemble
 from ._tables import classes_from_keys, read_taxonomy
 
 SPLIT_NAMES = ("train", "val", "validation", "valid", "test", "dev")

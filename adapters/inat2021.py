@@ -7,10 +7,10 @@ folder or any fsspec URL.  Option ``spill_dir``: where the parsed JSON is kept
 (memory-mapped) during the build; default the system's temporary folder.
 """
 
-from ._inat import INatReleaseAdapter
+from ._inat import INatAdapter
 
 
-class INat2021Adapter(INatReleaseAdapter):
+class INat2021Adapter(INatAdapter):
     name = "inat2021"
     description = "iNaturalist 2021: train.json / train_mini.json / val.json and their image folders (10,000 species)"
     split_files = {"train": "train.json", "train_mini": "train_mini.json", "val": "val.json"}

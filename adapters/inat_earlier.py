@@ -14,22 +14,23 @@ the name starts with the genus.
 
 from __future__ import annotations
 
-from vlconvert.records import ClassInfo, VLConvertError
+from vlconvert.errors import VLConvertError
+from vlconvert.records import ClassInfo
 
-from ._inat import INatReleaseAdapter
+from ._inat import INatAdapter
 
 UP_TO_GENUS = (("kingdom", "kingdom"), ("phylum", "phylum"), ("class", "class"), ("order", "order"),
                ("family", "family"), ("genus", "genus"))
 
 
-class INat2017Adapter(INatReleaseAdapter):
+class INat2017Adapter(INatAdapter):
     name = "inat2017"
     description = "iNaturalist 2017: train2017.json / val2017.json (5,089 species; names and supercategories only)"
     split_files = {"train": "train2017.json", "val": "val2017.json"}
     rank_fields = ()
 
 
-class _WithEpithet(INatReleaseAdapter):
+class _WithEpithet(INatAdapter):
     rank_fields = UP_TO_GENUS
 
     @classmethod
@@ -51,7 +52,7 @@ class INat2018Adapter(_WithEpithet):
     def category_file(self) -> str:
         if not self.files.exists("categories.json"):
             raise VLConvertError(
-                f"{self.root}: categories.json not found; inat2018's train2018.json has obfuscated category names, "
+                f"{self.files.root}: categories.json not found; inat2018's train2018.json has obfuscated category names, "
                 "so inat2018 expects the un-obfuscated categories.json (released June 2018) in ROOT"
             )
         return self.files.join("categories.json")

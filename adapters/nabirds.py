@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import re
 
-from vlconvert.records import ClassInfo, VLConvertError
+from vlconvert.errors import VLConvertError
+from vlconvert.records import ClassInfo
 
-from ._image_tables import image_rows, read_image_tables
-from ._release import TRAIN_TEST, Release, ReleaseAdapter, assemble, id_order, option_bool
+from ._base import Release, ReleaseAdapter
+from ._image_tables import TRAIN_TEST, image_rows, read_image_tables
+from ._options import option_bool
+from ._rows import assemble, id_order
 
 ROOT_ID = "0"
 
@@ -56,7 +59,6 @@ class NABirdsAdapter(ReleaseAdapter):
         ancestors = [names.get(n, n) for n in reversed(lineage) if n != ROOT_ID]
         taxonomy = tuple((f"level_{depth}", name) for depth, name in enumerate(ancestors + [names[class_id]], start=1))
         return ClassInfo(label, names[class_id], "", taxonomy, {"class_id": class_id})
-
 
 
 def tidy_name(name: str) -> str:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import posixpath
 
-from vlconvert.records import VLConvertError
+from vlconvert.errors import VLConvertError
 from vlconvert.storage import filesystem
 
-from ._release import ImageRow, Release, ReleaseAdapter, assemble, id_order
+from ._base import Release, ReleaseAdapter
+from ._rows import ImageRow, assemble, id_order
 from ._tables import classes_from_keys, pick_column, read_table, read_taxonomy
 
 HF_METADATA = ("metadata.csv", "metadata.jsonl", "metadata.parquet")

@@ -11,8 +11,8 @@ import sys
 
 from vlconvert.adapters.inat2021 import INat2021Adapter
 
-from vlconvert.captions import builtin_template_names, load_template
-from vlconvert.lint import lint
+from vlconvert.captions.lint import lint
+from vlconvert.captions.render import builtin_template_names, load_template
 
 categories = sorted(json.load(open(sys.argv[1], encoding="utf-8")), key=lambda c: c["id"])
 classes = [INat2021Adapter.class_info(label, dict(c)) for label, c in enumerate(categories)]

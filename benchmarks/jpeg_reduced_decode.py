@@ -34,7 +34,7 @@ using some CPU, so read the times relative to each other), best of 3:
 Only the ~800x600 half can be decoded reduced (at 1/2); the rest is decoded in
 full by every method.  Decision: Pillow draft + Lanczos, resizing from the
 original's extent within the reduced image (the box ``draft`` returns), as
-vlconvert/images.py does.  It takes 36 % less time than the reference for
+vlconvert/pipeline/images.py does.  It takes 36 % less time than the reference for
 0.25 dB; OpenCV's reduced decode is faster still but 3.1-3.5 dB worse: it ends
 in a partial pixel when a side is odd, and cv2.resize, which takes no box,
 stretches over it ("no box" shows the same loss for Pillow: 1.7 dB), and
@@ -54,7 +54,7 @@ WebP quality 95 by ``method`` (``--webp``, 400 of the resized images):
          5     12.06       29.3    39.69
          6     27.19       28.9    39.75
 
-vlconvert uses 4, libwebp's default (see vlconvert/images.py).
+vlconvert uses 4, libwebp's default (see vlconvert/pipeline/images.py).
 """
 
 from __future__ import annotations

@@ -11,7 +11,11 @@ from inat_layout import EXAMPLE, REPO, read_json
 
 import vlconvert
 from vlconvert import VLConvertError
-from vlconvert.config import KEYS, RECORDED, load_config
+from vlconvert.config import config_keys, load_config
+from vlconvert.options import OPTIONS
+
+KEYS = config_keys()
+RECORDED = [o.name for o in OPTIONS if o.recorded]
 
 VLCONVERT = shutil.which("vlconvert", path=str(Path(sys.executable).parent)) or "vlconvert"
 DOC = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")

@@ -5,7 +5,7 @@ import re
 from inat_layout import REPO, category
 from vlconvert.adapters.inat2021 import INat2021Adapter
 
-from vlconvert.captions import CaptionRenderer, Template, builtin_template_names, load_template
+from vlconvert.captions.render import CaptionRenderer, Template, builtin_template_names, load_template
 from vlconvert.records import ClassInfo
 
 DOC = (REPO / "docs" / "templates.md").read_text(encoding="utf-8")

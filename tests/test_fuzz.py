@@ -25,7 +25,7 @@ from inat_layout import make_inat_root, read_json
 from vlconvert.adapters._json_guard import MAX_DEPTH, NestingGuard
 
 import vlconvert
-from vlconvert.validate import validate
+from vlconvert.readback.validate import validate
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

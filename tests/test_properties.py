@@ -32,7 +32,7 @@ from vlconvert.adapters._coco import _key_text
 from vlconvert.adapters.imagefolder import path_key
 
 import vlconvert
-from vlconvert.captions import CaptionError, CaptionRenderer, builtin_template_names, load_template
+from vlconvert.captions.render import CaptionError, CaptionRenderer, builtin_template_names, load_template
 from vlconvert.records import KEY_PATTERN, ClassInfo, Record, is_valid_key
 
 KEY_ALPHABET = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")

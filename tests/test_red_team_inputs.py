@@ -34,7 +34,7 @@ from hostile import (
 from inat_layout import make_inat_root, read_json, write_json
 from PIL import Image
 
-from vlconvert.validate import validate
+from vlconvert.readback.validate import validate
 
 
 def errors_of(out: Path) -> dict[str, dict]:

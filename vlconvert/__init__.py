@@ -9,11 +9,11 @@ Adapters work on their own too::
     for record in adapter.records("val"): ...
 """
 
-__version__ = "0.2.0"
-
-from .build import BuildSummary, PlanSummary, Progress, SplitSummary, build  # noqa: E402
-from .records import Adapter, BuildFailed, ClassInfo, Record, Rejected, TooManyRejected, VLConvertError  # noqa: E402
-from .registry import available_adapters, create_adapter  # noqa: E402
+from vlconvert.errors import BuildFailed, TooManyRejected, VLConvertError
+from vlconvert.pipeline.build import BuildSummary, PlanSummary, Progress, SplitSummary, build
+from vlconvert.records import Adapter, ClassInfo, Record, Rejected
+from vlconvert.registry import available_adapters, create_adapter
+from vlconvert.version import __version__
 
 __all__ = [
     "Adapter",

@@ -1,3 +1,3 @@
-from .cli import main
+from vlconvert.cli.root import main
 
 main()

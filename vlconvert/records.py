@@ -18,29 +18,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from vlconvert.errors import BuildFailed, TooManyRejected, VLConvertError  # noqa: F401  (re-exported: the API's old home)
+
 # The tar member name is "<key>.<ext>" and webdataset splits at the first dot,
 # so a dot (or a slash) inside a key would silently break samples apart.
-KEY_PATTERN = r"^[A-Za-z0-9_\-]+$"
+KEY_CHARACTERS = "letters, digits, '_' and '-'"
+# The longest member of a sample is "<key>.<template>.txt", and a template's name obeys the key rule too:
+# at 120 characters each that is at most 245 bytes, within the 255 that ext4, APFS and NTFS allow a file
+# name, so a sample unpacked with `tar x` is still files.  Every built-in adapter's keys fit with room
+# to spare (imagefolder's are at most 57 characters, the others are release ids).
+MAX_KEY_LENGTH = 120
+# A plain regex (adapters/_coco.py hands it to Arrow); match it whole, as is_valid_key does.
+KEY_PATTERN = rf"^[A-Za-z0-9_\-]{{1,{MAX_KEY_LENGTH}}}$"
 _KEY_RE = re.compile(KEY_PATTERN)
-
-
-class VLConvertError(Exception):
-    """A problem with the user's input or options: reported without a traceback."""
-
-
-class BuildFailed(RuntimeError):
-    """A failure while running that is not the input's fault (a worker died): one line, exit 1, rerun to resume."""
-
-
-class TooManyRejected(Exception):
-    """More records were rejected than ``--strict`` / ``--max-error-rate`` allow (exit 3).
-
-    Raised before any image is read when the adapter's rejections alone pass the limit
-    (``summary`` is None), otherwise after a complete build (``summary`` describes it)."""
-
-    def __init__(self, message: str, summary=None):
-        super().__init__(message)
-        self.summary = summary
 
 
 class InvalidRecordError(VLConvertError, ValueError):
@@ -88,11 +78,9 @@ class Record:
     crop: tuple[float | None, float | None, float | None, float | None] | None = None
 
     def __post_init__(self) -> None:
-        if not is_valid_key(self.key):
-            raise InvalidRecordError(
-                f"record key {self.key!r} must be letters, digits, '_' or '-' "
-                "(webdataset splits member names at the first dot)"
-            )
+        problem = key_problem(self.key)
+        if problem:
+            raise InvalidRecordError(f"record key {self.key!r} {problem}")
 
 
 @dataclass(frozen=True)
@@ -134,6 +122,22 @@ class Adapter(Protocol):
 def is_valid_key(key: object) -> bool:
     # fullmatch: with match, "$" would also accept a key ending in a newline.
     return isinstance(key, str) and bool(_KEY_RE.fullmatch(key))
+
+
+def key_problem(key: object) -> str | None:
+    """Why ``key`` cannot be a sample key (a phrase to follow the key in a message), or None if it can."""
+    if is_valid_key(key):
+        return None
+    if isinstance(key, str) and len(key) > MAX_KEY_LENGTH:
+        return f"is {len(key)} characters long; a key may have at most {MAX_KEY_LENGTH}"
+    return f"must be {KEY_CHARACTERS} (webdataset splits member names at the first dot)"
+
+
+def key_rule(key: object) -> str:
+    """The rule a refused key broke, in brackets, for a reason that names the key first."""
+    if isinstance(key, str) and len(key) > MAX_KEY_LENGTH:
+        return f"(at most {MAX_KEY_LENGTH} characters; this one has {len(key)})"
+    return f"({KEY_CHARACTERS} only)"
 
 
 def validate_classes(classes: Sequence[ClassInfo], adapter: str) -> None:

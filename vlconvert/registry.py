@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from .records import Adapter, VLConvertError
+from vlconvert.errors import VLConvertError
+from vlconvert.records import Adapter
 
 ENTRY_POINT_GROUP = "vlconvert.adapters"
 

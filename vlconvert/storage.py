@@ -9,7 +9,7 @@ import stat
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from .records import BuildFailed, VLConvertError
+from vlconvert.errors import BuildFailed, VLConvertError
 
 # Backends raise their own exception types (botocore's EndpointConnectionError is not an OSError).
 _STORAGE_LIBRARIES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "google", "adlfs", "azure", "fsspec")
@@ -154,3 +154,8 @@ def read_bounded(fs, path: str, limit: int) -> bytes:
     if len(data) > limit:
         raise ValueError(f"{path}: larger than {limit:,} bytes")
     return data
+
+
+def within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (both already resolved)."""
+    return path == folder or path.startswith(folder.rstrip("/") + "/")

@@ -3,12 +3,14 @@
 The stream of one rank in one epoch depends only on (seed, epoch, rank), so a
 run with cached image features sees exactly the batches the uncached run saw,
 and a resumed run the batches an uninterrupted one would have.
+
+A build is read only through :mod:`vlconvert.format` (its manifest and
+sizes.json) and :mod:`vlconvert.readback.tar_stream` (its shards).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import posixpath
 import random
 from collections.abc import Iterator
@@ -16,38 +18,54 @@ from collections.abc import Iterator
 import fsspec
 import torch
 from PIL import Image
-from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from vlconvert.records import VLConvertError
+import vlconvert.readback.tar_stream as tar_stream
+from vlconvert.errors import VLConvertError
+from vlconvert.format import IMAGE_MEMBERS, MANIFEST, SIZES, ManifestUnreadable, read_manifest, read_sizes
+from vlconvert.readback.build_folder import manifest_problems
 from vlconvert.storage import filesystem
 
-IMAGE_MEMBERS = ("jpg", "png", "webp")
 _SHUFFLE_BUFFER = 512
 
 
 def split_shards(data: str, split: str) -> tuple[list[str], int]:
     """The split's shard URLs and its sample count, from its sizes.json."""
     fs, path = filesystem(data, "--data")
-    sizes_path = posixpath.join(path, split, "sizes.json")
-    if not fs.exists(sizes_path):
-        raise VLConvertError(f"{data}: no {split}/sizes.json; --data is the --out folder of `vlconvert build`")
-    with fs.open(sizes_path, "rb") as f:
-        sizes = json.load(f)
-    protocol = data.split("://", 1)[0] if "://" in data else None
-    urls = [posixpath.join(path, split, name) for name in sorted(sizes)]
-    if protocol and protocol != "file":
-        urls = [f"{protocol}://{u}" for u in urls]
+    try:
+        sizes = read_sizes(fs, posixpath.join(path, split))
+    except FileNotFoundError:
+        raise VLConvertError(f"{data}: no {split}/{SIZES}; --data is the --out folder of `vlconvert build`") from None
+    urls = [fs.unstrip_protocol(posixpath.join(path, split, name)) for name in sorted(sizes)]
     return urls, sum(sizes.values())
 
 
-def read_samples(urls: list[str]) -> Iterator[dict]:
-    """webdataset's own tar reading and grouping, over streams fsspec opens (any URL it knows)."""
-    def streams():
-        for url in urls:
-            with fsspec.open(url, "rb") as stream:
-                yield {"url": url, "stream": stream}
+def build_manifest(data: str, required: bool = True) -> tuple[object, str, dict | None]:
+    """(fs, path, manifest) of the build ``--data`` names; the manifest is None when there is none and it is not
+    ``required``.  A manifest that is not one, or is damaged, is a one-line VLConvertError."""
+    fs, path = filesystem(data, "--data")
+    try:
+        manifest = read_manifest(fs, path)
+    except FileNotFoundError:
+        if not required:
+            return fs, path, None
+        raise VLConvertError(f"--data {data}: no {MANIFEST}; give the --out folder of `vlconvert build`") from None
+    except ManifestUnreadable as exc:
+        raise VLConvertError(f"--data {data}: its {MANIFEST} is not a vlconvert manifest ({exc})") from None
+    for problem in manifest_problems(manifest):
+        raise VLConvertError(f"--data {data}: {MANIFEST}: {problem} (`vlconvert validate {data}` checks the whole build)")
+    return fs, path, manifest
 
-    return group_by_keys(tar_file_expander(streams()))
+
+def read_samples(urls: list[str]) -> Iterator[dict]:
+    """The samples of the shards at ``urls`` (any URL fsspec opens), in order, as webdataset gives them:
+    ``{"__key__": key, "__url__": url, member: bytes, …}``."""
+    for url in urls:
+        with fsspec.open(url, "rb") as stream:
+            try:
+                for sample in tar_stream.read_samples(stream):
+                    yield {"__key__": sample.key, "__url__": url, **dict(sample.members)}
+            except tar_stream.UnreadableTar as exc:
+                raise VLConvertError(f"{url}: not a readable shard ({exc}); `vlconvert validate` checks the build") from None
 
 
 class Batches:
@@ -104,10 +122,7 @@ def rank_shards(urls: list[str], rank: int, world: int) -> list[str]:
 
 def shard_hashes(data: str) -> dict[str, str]:
     """Shard file name → sha256, from the build's manifest (empty when there is none)."""
-    fs, path = filesystem(data, "--data")
-    try:
-        with fs.open(posixpath.join(path, "manifest.json"), "rb") as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
+    _, _, manifest = build_manifest(data, required=False)
+    if manifest is None:
         return {}
     return {posixpath.basename(s["name"]): s["sha256"] for split in manifest.get("splits", {}).values() for s in split["shards"]}

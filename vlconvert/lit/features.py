@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .data import read_samples, sample_image
+from vlconvert.lit.data import read_samples, sample_image
 
 
 def cache_file(run: Path, split: str, shard: str) -> Path:

@@ -17,7 +17,7 @@ import open_clip
 import torch
 from open_clip.transformer import text_global_pool
 
-from vlconvert.records import VLConvertError
+from vlconvert.errors import VLConvertError
 
 BUILTIN_CONFIGS = {"lit-tiny": "lit-tiny.json"}
 

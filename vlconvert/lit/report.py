@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .zeroshot import RANKS
+from vlconvert.lit.zeroshot import RANKS
+from vlconvert.readback.zeroshot_reports import METRICS, REPORT
 
 
 def write(directory: Path, results: dict[str, dict], chance: dict, context: dict, train_counts: list[int] | None) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     single = next(iter(results.values())) if len(results) == 1 else None
     document = {**(single or {}), "models": results, "chance": chance, **context}
-    (directory / "metrics.json").write_text(json.dumps(document, indent=2) + "\n")
-    (directory / "report.md").write_text(markdown(results, chance, context))
+    (directory / METRICS).write_text(json.dumps(document, indent=2) + "\n")
+    (directory / REPORT).write_text(markdown(results, chance, context))
     _plots(directory, results, train_counts)
 
 

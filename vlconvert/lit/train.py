@@ -21,24 +21,24 @@ import torch.distributed as dist
 from open_clip import ClipLoss
 from torch import nn
 
-from vlconvert import __version__
-from vlconvert.records import VLConvertError
-
-from . import features
-from . import model as lit_model
-from .data import Batches, rank_shards, shard_hashes, split_shards
+import vlconvert.lit.features as features
+import vlconvert.lit.model as lit_model
+from vlconvert.errors import VLConvertError
+from vlconvert.format import CAPTION_MEMBER
+from vlconvert.lit.data import Batches, rank_shards, shard_hashes, split_shards
+from vlconvert.version import __version__
 
 
 @dataclass(frozen=True)
 class LitOptions:
     data: str
     out: str
-    image_weights: str
+    image_weights: str | None = None  # required (a checkpoint, openclip:TAG, timm:NAME, or "none"), unless a preset gives it
     split: str = "train"
     model: str | None = None
     model_config: str | None = None
     text_weights: str | None = None
-    caption_member: str = "txt"
+    caption_member: str = CAPTION_MEMBER
     epochs: int = 1
     batch_size: int = 32
     lr: float = 5e-4
@@ -48,6 +48,13 @@ class LitOptions:
     cache_image_features: bool = False
     unlocked_groups: int = 0
     grad_clip: float = 1.0
+
+    def check(self) -> None:
+        """VLConvertError for a missing option :func:`train` cannot guess; :func:`train` checks before anything runs."""
+        if self.image_weights is None:
+            raise VLConvertError("--image-weights is required: a checkpoint, openclip:TAG, timm:NAME, or none (random init)")
+        if not (self.model or self.model_config):
+            raise VLConvertError("give --model or --model-config (or --preset demo)")
 
 
 PRESETS = {
@@ -73,6 +80,7 @@ class _Step(nn.Module):
 
 def train(options: LitOptions, say=print, progress=None) -> dict:
     """Train; ``say(line)`` gets the run's messages and ``progress(steps_done, steps_total)`` its steps (rank 0)."""
+    options.check()
     rank, world, device = _distributed()
     torch.manual_seed(options.seed)
     name = lit_model.register_config(options.model, options.model_config)

@@ -18,14 +18,14 @@ from pathlib import Path
 import open_clip
 import torch
 
-from vlconvert import holdout
-from vlconvert.inspect_data import frequency_cutoffs, frequency_group
-from vlconvert.records import VLConvertError
+import vlconvert.lit.model as lit_model
+import vlconvert.pipeline.holdout as holdout
+from vlconvert.errors import VLConvertError
+from vlconvert.format import CLASSNAMES, LABEL_MEMBER, ZEROSHOT_TEMPLATES, read_classes, read_lines
+from vlconvert.lit.data import build_manifest, read_samples, sample_image, split_shards
+from vlconvert.lit.train import epoch_checkpoints
+from vlconvert.readback.stats import frequency_cutoffs, frequency_group
 from vlconvert.storage import filesystem
-
-from . import model as lit_model
-from .data import read_samples, sample_image, split_shards
-from .train import epoch_checkpoints
 
 RANKS = ("species", "genus", "family", "order", "class", "phylum", "kingdom")
 
@@ -85,21 +85,16 @@ def _create(name: str, weights: str | None, what: str):
 def prompt_texts(data: str, prompts: str) -> tuple[list[str], list[str]]:
     """(class names, templates): the build's own files, a built-in set, or a file of templates."""
     fs, out = filesystem(data, "--data")
-
-    def read(name: str) -> list[str]:
-        with fs.open(posixpath.join(out, name), "rb") as f:
-            return [line for line in f.read().decode("utf-8").splitlines() if line.strip()]
-
-    names = read("classnames.txt")
+    names = read_lines(fs, posixpath.join(out, CLASSNAMES))
     if prompts == "build":
-        return names, read("zeroshot_classification_templates.txt")
+        return names, read_lines(fs, posixpath.join(out, ZEROSHOT_TEMPLATES))
     if prompts == "same_as_training":
-        templates = read("zeroshot_classification_templates.txt")
+        templates = read_lines(fs, posixpath.join(out, ZEROSHOT_TEMPLATES))
         if templates != ["{c}"]:
             raise VLConvertError(f"{data}: --prompts same_as_training needs a build made with --zeroshot-prompts same_as_training")
         return names, templates
-    from vlconvert.captions import builtin_resource, read_utf8
-    from vlconvert.prompts import BUILTIN_PROMPT_SETS, parse_templates
+    from vlconvert.captions.prompts import BUILTIN_PROMPT_SETS, parse_templates
+    from vlconvert.captions.render import builtin_resource, read_utf8
 
     if prompts in BUILTIN_PROMPT_SETS:
         return names, parse_templates(builtin_resource(f"zeroshot/{prompts}.txt"), prompts)
@@ -108,10 +103,11 @@ def prompt_texts(data: str, prompts: str) -> tuple[list[str], list[str]]:
     return names, parse_templates(read_utf8(Path(prompts), "prompt file"), prompts)
 
 
-def classifier(loaded: Loaded, names: list[str], templates: list[str], cache_dir: Path, batch_size: int) -> torch.Tensor:
+def classifier(loaded: Loaded, names: list[str], templates: list[str], cache_dir: Path | None, batch_size: int) -> torch.Tensor:
+    """One normalized mean text embedding per class; kept in ``cache_dir`` (when given) for the next evaluation."""
     key = hashlib.sha256(json.dumps([loaded.fingerprint, names, templates]).encode()).hexdigest()[:24]
-    path = cache_dir / f"classifier-{key}.pt"
-    if path.exists():
+    path = cache_dir / f"classifier-{key}.pt" if cache_dir is not None else None
+    if path is not None and path.exists():
         return torch.load(path, weights_only=True)
     rows = []
     with torch.no_grad():
@@ -121,8 +117,9 @@ def classifier(loaded: Loaded, names: list[str], templates: list[str], cache_dir
             features = lit_model.encode_text(loaded.model, texts).view(len(chunk), len(templates), -1).mean(dim=1)
             rows.append(torch.nn.functional.normalize(features, dim=-1))
     weights = torch.cat(rows).cpu()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(weights, path)
+    if path is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(weights, path)
     return weights
 
 
@@ -141,7 +138,7 @@ def predict(loaded: Loaded, weights: torch.Tensor, data: str, split: str, batch_
 
     for sample in read_samples(urls):
         pending.append(loaded.preprocess(sample_image(sample)))
-        pending_labels.append(int(sample["cls"]))
+        pending_labels.append(int(sample[LABEL_MEMBER]))
         if len(pending) == batch_size:
             flush()
     if pending:
@@ -210,21 +207,10 @@ def _by_frequency(recall: dict, correct, labels, train_counts: list[int]) -> dic
 
 def build_facts(data: str) -> tuple[list[int] | None, list[int], dict[int, dict]]:
     """From the build: per-class training counts, the held-out classes, and every class's taxonomy."""
-    fs, out = filesystem(data, "--data")
-    try:
-        with fs.open(posixpath.join(out, "manifest.json"), "rb") as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        raise VLConvertError(f"--data {data}: no manifest.json; give the --out folder of `vlconvert build`") from None
+    fs, out, manifest = build_manifest(data)
     training = [s for s in manifest.get("splits", {}) if holdout.is_training_split(s)]
     counts = manifest["splits"][training[0]].get("class_counts") if training else None
-    taxonomy = {}
-    classes_file = posixpath.join(out, "classes.jsonl")  # the build's own file, whatever a tampered manifest names
-    if fs.exists(classes_file):
-        with fs.open(classes_file, "rb") as f:
-            for line in f.read().decode("utf-8").splitlines():
-                row = json.loads(line)
-                taxonomy[row["label"]] = {**row["taxonomy"], "species": row["name"]}
+    taxonomy = {row["label"]: {**row["taxonomy"], "species": row["name"]} for row in read_classes(fs, out)}
     return counts, (manifest.get("holdout") or {}).get("classes", []), taxonomy
 
 

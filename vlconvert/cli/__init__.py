@@ -1,0 +1,5 @@
+"""The ``vlconvert`` command: one module per command group over the Python API."""
+
+from vlconvert.cli.root import cli, main
+
+__all__ = ["cli", "main"]

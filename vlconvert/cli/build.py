@@ -1,0 +1,169 @@
+"""``vlconvert build``: its options are made from :data:`vlconvert.options.OPTIONS`, then it prints what happened."""
+
+from __future__ import annotations
+
+import click
+from click.core import ParameterSource
+
+import vlconvert.options as build_options
+from vlconvert.cli.progress import ProgressLine
+from vlconvert.config import load_config
+from vlconvert.errors import BuildFailed, TooManyRejected
+from vlconvert.option_kinds import Choice, Flag, Fraction, Integer, KeyValues, Texts
+from vlconvert.options import Option
+from vlconvert.pipeline.build import BuildSummary, PlanSummary, build
+from vlconvert.terminal import printable
+
+MAX_IGNORED_LISTED = 50
+EPILOG = ("Exit codes: 0 built (see OUT/errors.jsonl for rejected records), 1 failed while running, 2 bad input, layout or "
+          "options, 3 more records rejected than --strict / --max-error-rate allow, 130 interrupted (rerun the same command "
+          "to resume).")
+
+
+class ParsedBy(click.ParamType):
+    """A command-line value read by the option's own kind, so it is refused for the same reason a config file's is."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.name = kind.metavar or "TEXT"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.kind.parse(value)
+        except (TypeError, ValueError) as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def click_option(o: Option):
+    kind = o.kind
+    settings: dict = {"help": o.help, "metavar": o.metavar}
+    if isinstance(kind, Flag):
+        settings = {"help": o.help, "is_flag": True}
+    elif isinstance(kind, Integer):
+        settings["type"] = click.IntRange(kind.low, kind.high) if kind.low is not None or kind.high is not None else int
+    elif isinstance(kind, Choice):
+        settings["type"] = click.Choice(kind.choices)
+    elif isinstance(kind, Fraction):
+        settings["type"] = click.FloatRange(0, 1)
+    else:
+        settings["type"] = ParsedBy(kind)
+    if isinstance(kind, (Texts, KeyValues)):
+        settings["multiple"] = True
+    if o.default is not None and not isinstance(kind, (Flag, Texts, KeyValues)):
+        settings["default"] = o.shown_default or o.default
+        settings["show_default"] = True
+    return click.option(*o.cli_flags, o.name, **settings)
+
+
+def make_build_command() -> click.Command:
+    """The command, made from the options declared now (a test adds one and finds it in --help)."""
+    def command(ctx, config_file, **given):
+        run_build(ctx, config_file, given)
+
+    command.__doc__ = run_build.__doc__
+    for o in reversed(build_options.OPTIONS):
+        command = click_option(o)(command)
+    command = click.option("--config", "config_file", metavar="FILE",
+                           help="Read the build options from a TOML or JSON file (keys as in docs/configuration.md), or "
+                                "from a build's manifest.json to repeat that build; options given on the command line "
+                                "override the file's.")(command)
+    return click.command("build", epilog=EPILOG)(click.pass_context(command))
+
+
+def run_build(ctx: click.Context, config_file: str | None, given: dict) -> None:
+    """Convert a dataset into webdataset tar shards with captions.
+
+    \b
+    Writes OUT/<split>/<split>-NNNNNN.tar, each split's sizes.json, and
+    OUT/manifest.json, classnames.txt, zeroshot_classification_templates.txt
+    and errors.jsonl.
+
+    \b
+    Example:
+      vlconvert build --adapter inat2021 --root data/inat2021 --out shards/ \\
+          --split train --split val --resize 256 --workers 8
+    """
+    options = _from_command_line(given)
+    if config_file:
+        _apply_config(ctx, config_file, options)
+    for o in build_options.OPTIONS:
+        if o.required and not options.get(o.name):
+            raise click.UsageError(f"Missing option '{o.cli_flags[0]}' (give it here or as {o.name} in a --config file).", ctx)
+    adapter, root, out = options.pop("adapter"), options.pop("root"), options.pop("out")
+    click.echo(f"reading {adapter} dataset at {root}", err=True)
+    with ProgressLine("writing shards") as progress:
+        try:
+            summary = build(adapter, root, out, progress=progress, **options)
+        except TooManyRejected as exc:
+            if exc.summary is not None:
+                print_summary(exc.summary)
+            raise
+        except OSError as exc:  # a full disk, a lost mount: the user's to fix, and nothing finished is lost
+            where = f": {exc.filename}" if exc.filename else ""
+            raise BuildFailed(f"{exc.strerror or exc}{where}; shards finished so far are kept: "
+                              "fix this and rerun the same command to resume") from exc
+    if isinstance(summary, PlanSummary):
+        print_plan(summary)
+        return
+    print_summary(summary)
+    if summary.duplicate_classnames:
+        click.echo(f"warning: classnames.txt repeats {summary.duplicate_classnames} names (compared as CLIP's tokenizer sees them); "
+                   "zero-shot evaluation cannot tell those classes apart", err=True)
+
+
+def _from_command_line(given: dict) -> dict:
+    """click's values as build()'s: a repeated flag given no times is unset, a flag like --no-resume sets False."""
+    options = {}
+    for o in build_options.OPTIONS:
+        value = given[o.name]
+        if isinstance(o.kind, Flag) and o.kind.inverted:
+            value = not value
+        elif isinstance(o.kind, KeyValues):
+            value = dict(value)
+        elif isinstance(o.kind, Texts):
+            value = list(value) or None
+        options[o.name] = value
+    return options
+
+
+def _apply_config(ctx: click.Context, path: str, options: dict) -> None:
+    """Fill ``options`` from the file, except where the command line gave an option explicitly."""
+    explicit = {name: value for name, value in options.items()
+                if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+    options.update(load_config(path, **explicit))
+
+
+def print_plan(plan: PlanSummary) -> None:
+    click.echo(f"dry run: nothing read or written; {plan.classes} classes; planned in {plan.seconds:.1f} s")
+    click.echo(f"{'split':12} {'records':>10} {'rejected':>9} {'held out':>9} {'shards':>8} {'ignored':>8}")
+    for name, s in plan.splits.items():
+        click.echo(f"{name:12} {s.records:>10,} {s.rejected:>9,} {s.held_out:>9,} {s.tasks:>8,} {len(s.ignored):>8,}")
+    ignored = [path for s in plan.splits.values() for path in s.ignored]
+    if ignored:
+        click.echo(f"ignored: {len(ignored):,} hidden files and folders (names starting with '.'), left out by convention:")
+        for path in ignored[:MAX_IGNORED_LISTED]:
+            click.echo(f"  {printable(path)}")
+        if len(ignored) > MAX_IGNORED_LISTED:
+            click.echo(f"  … and {len(ignored) - MAX_IGNORED_LISTED:,} more")
+    click.echo(f"shards hold at most {plan.shard_size} samples; more are cut where --shard-max-bytes is reached")
+
+
+def print_summary(summary: BuildSummary) -> None:
+    per_split = ", ".join(f"{name}: {s.written} in {len(s.shards)} shard{'s' * (len(s.shards) != 1)}" for name, s in summary.splits.items())
+    if summary.resumed_tasks:
+        click.echo(f"resumed an interrupted build: {summary.resumed_tasks} shard tasks were already done")
+    click.echo(f"wrote {summary.written} samples in {summary.shards} shard{'s' * (summary.shards != 1)} to {summary.out} ({per_split})")
+    ignored = sum(s.ignored for s in summary.splits.values())
+    if ignored:
+        click.echo(f"ignored {ignored} hidden files and folders (names starting with '.'); --dry-run lists them")
+    if summary.errored:
+        stages = ", ".join(f"{stage}: {n}" for stage, n in summary.errors_by_stage.items())
+        click.echo(f"rejected {summary.errored} records ({stages}); reasons in {summary.out.rstrip('/')}/errors.jsonl")
+        read = sum(s.read for s in summary.splits.values())
+        click.echo(f"warning: {summary.errored} of {read} records ({summary.errored / read:.2%}) were rejected and are not in the "
+                   f"shards; see {summary.out.rstrip('/')}/errors.jsonl (--strict or --max-error-rate make this an error)", err=True)
+    else:
+        click.echo("errors: 0")
+    click.echo(f"{summary.images_per_second:.1f} images/s ({summary.seconds:.1f} s)")

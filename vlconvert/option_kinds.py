@@ -1,0 +1,218 @@
+"""The kinds of value a build option takes, and how each is checked.
+
+A value reaches a build three ways: as a Python value (``build(shard_size=500)``), from
+a config file (TOML/JSON types) and as command-line text (``--shard-max-bytes 2GiB``).
+``check`` takes the first two, ``parse`` the text, so all three accept and refuse the
+same values with the same reasons.  ``normalise`` turns the default or a checked value
+into what the build uses, and ``record`` into what the manifest's ``config`` holds.
+Messages are phrased to follow the option's name: ``quality: must be between 1 and 100, got 0``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(i?)B?)?\s*$", re.IGNORECASE)
+_POWERS = {"K": 1, "M": 2, "G": 3, "T": 4}
+
+
+def parse_size(value: int | str) -> int:
+    """A byte count: 500MB and 2GB are decimal, 500MiB and 2GiB binary; ValueError if it is none."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size such as 500MB or 2GiB")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE_RE.fullmatch(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a size such as 500MB or 2GiB")
+        number, unit, binary = match.groups()
+        base = 1024 if binary else 1000
+        size = int(float(number) * base ** _POWERS[unit.upper()]) if unit else int(float(number))
+    if size < 1:
+        raise ValueError("must be at least 1 byte")
+    return size
+
+
+def what(value: Any) -> str:
+    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
+    return f"got {kind.get(type(value), type(value).__name__)} {json.dumps(value, default=str)[:60]}"
+
+
+class Kind:
+    metavar: str | None = None
+
+    def check(self, value: Any) -> Any:
+        return value
+
+    def parse(self, text: str) -> Any:
+        return self.check(text)
+
+    def normalise(self, value: Any) -> Any:
+        return value
+
+    def record(self, value: Any) -> Any:
+        return value
+
+
+class Text(Kind):
+    def check(self, value: Any) -> str:
+        if isinstance(value, os.PathLike):  # a pathlib.Path from a script
+            value = os.fspath(value)
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"expected a non-empty string, {what(value)}")
+        return value
+
+
+class Texts(Kind):
+    """One string or several (a repeated flag on the command line)."""
+
+    def check(self, value: Any) -> list[str]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+            raise TypeError(f"expected a string or a list of strings, {what(value)}")
+        return list(value)
+
+    def parse(self, text: str) -> str:  # one occurrence of a repeated flag
+        return self.check(text)[0]
+
+    def normalise(self, value: Any) -> list[str] | None:
+        return None if value is None else list(value)
+
+    def record(self, value: Any) -> list[str]:
+        return list(value or [])
+
+
+class Flag(Kind):
+    def __init__(self, inverted: bool = False):
+        self.inverted = inverted  # --no-resume sets resume to False
+
+    def check(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, {what(value)}")
+        return value
+
+
+class Integer(Kind):
+    def __init__(self, low: int | None = None, high: int | None = None):
+        self.low, self.high = low, high
+
+    def check(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an integer, {what(value)}")
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            bounds = f"between {self.low} and {self.high}" if self.high is not None else f"at least {self.low}"
+            raise ValueError(f"must be {bounds}, got {value}")
+        return value
+
+    def parse(self, text: str) -> int:
+        try:
+            return self.check(int(text))
+        except ValueError as exc:
+            raise ValueError(str(exc) if "must be" in str(exc) else f"{text!r} is not an integer") from None
+
+
+class Choice(Kind):
+    def __init__(self, choices: tuple[str, ...]):
+        self.choices = choices
+
+    def check(self, value: Any) -> str:
+        if value not in self.choices:
+            raise ValueError(f"expected one of {', '.join(self.choices)}, {what(value)}")
+        return value
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, {what(value)}")
+    return value
+
+
+class Fraction(Kind):
+    def check(self, value: Any) -> float:
+        value = _number(value)
+        if not 0 <= value <= 1:
+            raise ValueError(f"must be a fraction between 0 and 1, got {value}")
+        return value
+
+    def parse(self, text: str) -> float:
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+        return self.check(number)
+
+
+class Size(Kind):
+    metavar = "SIZE"
+
+    def check(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise TypeError(f"expected a byte count or a size such as \"1GiB\", {what(value)}")
+        return parse_size(value)
+
+
+class Holdout(Kind):
+    """A fraction of the classes, or a file of class names."""
+
+    def check(self, value: Any) -> str | float:
+        return Text().check(value) if isinstance(value, (str, os.PathLike)) else _number(value)
+
+
+class TemplateMix(Kind):
+    """Template name → weight: a table, or the command line's ``NAME=W,...``."""
+
+    def check(self, value: Any) -> dict[str, float]:
+        if isinstance(value, str):
+            pairs = []
+            for item in value.split(","):
+                name, sep, weight = item.rpartition("=")
+                try:
+                    pairs.append((name.strip() if sep else "", float(weight)))
+                except ValueError:
+                    raise ValueError(f"{item!r} is not NAME=WEIGHT") from None
+        elif isinstance(value, Mapping):
+            pairs = [(str(name).strip(), _number(weight)) for name, weight in value.items()]
+        else:
+            raise TypeError(f"expected a table of template = weight, {what(value)}")
+        mix: dict[str, float] = {}
+        for name, weight in pairs:
+            if not name or not math.isfinite(weight) or weight <= 0:
+                raise ValueError(f"{name or '?'}: needs a template name and a positive, finite weight, got {weight}")
+            if name in mix:
+                raise ValueError(f"{name!r} is given twice")
+            mix[name] = weight
+        return mix or None
+
+    def record(self, value: Any) -> dict[str, float] | None:
+        return dict(value) if value else None
+
+
+class KeyValues(Kind):
+    """Options for the adapter: a table, or repeated ``KEY=VALUE`` on the command line."""
+
+    def check(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a table of adapter options, {what(value)}")
+        for key, item in value.items():
+            if not isinstance(item, (str, int, float, bool)):
+                raise TypeError(f"{key}: expected a string, number or boolean, {what(item)}")
+        return dict(value)
+
+    def parse(self, text: str) -> tuple[str, str]:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{text!r} is not KEY=VALUE")
+        return key, value
+
+    def normalise(self, value: Any) -> dict[str, Any]:
+        return dict(value or {})
+
+    def record(self, value: Any) -> dict[str, Any]:
+        return dict(value or {})
