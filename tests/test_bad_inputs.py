@@ -15,9 +15,9 @@ import zlib
 from pathlib import Path
 
 import pytest
+from command import VLCONVERT, run
 from inat_layout import category, make_inat_root, read_json, write_json
 from PIL import Image
-from test_cli import VLCONVERT, run
 
 import vlconvert
 from vlconvert import ClassInfo, Record

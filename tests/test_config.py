@@ -113,7 +113,7 @@ def test_json_config_with_command_line_spellings(tmp_path):
 @pytest.mark.parametrize(("text", "message"), [
     ('adapter = "inat2021"\nshard_count = 3\n', "unknown option 'shard_count'"),
     ('shard_size = "many"\n', "option 'shard_size': expected an integer, got a string \"many\""),
-    ("splits = [1, 2]\n", "option 'splits': expected a string or a list of strings"),
+    ("splits = [1, 2]\n", "option 'splits': item 1: expected a non-empty string, got an integer 1"),
     ("upscale = 1\n", "option 'upscale': expected true or false"),
     ('resize_mode = "squash"\n', "option 'resize_mode': expected one of shorter, longer, center_crop, none"),
     ("quality = 0\n", "option 'quality': must be between 1 and 100, got 0"),

@@ -57,6 +57,70 @@ def test_a_new_option_is_checked_the_same_way_everywhere(monkeypatch, tmp_path):
     assert result.exit_code == 2 and "--copies" in result.output
 
 
+def test_the_python_api_takes_paths_numpy_numbers_and_whole_floats(tmp_path):
+    numpy = pytest.importorskip("numpy")
+    templates = tmp_path / "mine.j2"
+    templates.write_text("a photo of {{ name }}.")
+    summary = vlconvert.build("inat2021", EXAMPLE, tmp_path / "out", splits="val", templates=[templates], shard_size=numpy.int64(10),
+                              shard_max_bytes=1e6, seed=numpy.int32(3), holdout_classes=numpy.float64(0.0),
+                              adapter_options={"spill_dir": tmp_path})
+    assert summary.out == str(tmp_path / "out") and summary.written == 36
+    config = json.loads((tmp_path / "out" / "manifest.json").read_text())["config"]
+    assert config["shard_size"] == 10 and config["shard_max_bytes"] == 1_000_000 and config["templates"] == [str(templates)]
+    assert load_config(tmp_path / "out" / "manifest.json")["seed"] == 3  # a Path, as everywhere else
+
+
+def test_a_path_out_still_reports_too_many_rejected(tmp_path):
+    root = tmp_path / "inat"
+    from inat_layout import make_inat_root
+
+    make_inat_root(root, per_class={"val": 1})
+    first = next((root / "val").rglob("*.jpg"))
+    first.write_bytes(b"not a jpeg")
+    with pytest.raises(vlconvert.TooManyRejected) as raised:
+        vlconvert.build("inat2021", root, tmp_path / "out", strict=True)
+    assert raised.value.summary.out == str(tmp_path / "out") and raised.value.summary.errored == 1
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"root": None}, "root: required"),
+    ({"out": None}, "out: required"),
+    ({"splits": ["val", ""]}, "splits: item 2: expected a non-empty string"),
+    ({"adapter_options": {"x": [1]}}, "adapter_options: x: expected a string, number or boolean"),
+])
+def test_the_python_api_names_the_option_of_a_wrong_value(tmp_path, kwargs, message):
+    arguments = {"root": str(EXAMPLE), "out": str(tmp_path / "out"), **kwargs}
+    with pytest.raises(vlconvert.VLConvertError, match=message):
+        vlconvert.build("inat2021", arguments.pop("root"), arguments.pop("out"), **arguments)
+
+
+def test_empty_values_on_the_command_line_mean_missing_or_unset(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(make_build_command(), ["-a", "inat2021", "-r", "", "-o", str(tmp_path / "o")])
+    assert missing.exit_code == 2 and "Missing option '--root'" in missing.output
+    unset = runner.invoke(make_build_command(), ["-a", "inat2021", "-r", str(EXAMPLE), "-o", str(tmp_path / "o"), "--split", "val",
+                                                 "--template-mix", "", "--holdout-classes", ""])
+    assert unset.exit_code == 0, unset.output
+    config = json.loads((tmp_path / "o" / "manifest.json").read_text())["config"]
+    assert config["template_mix"] is None and config["holdout_classes"] is None
+
+
+def test_a_flag_on_by_default_must_be_declared_inverted(monkeypatch):
+    from vlconvert.option_kinds import Flag
+
+    monkeypatch.setattr(build_options, "OPTIONS", (*build_options.OPTIONS, Option("verify", Flag(), "Verify.", default=True)))
+    with pytest.raises(ValueError, match="a flag defaulting to True needs inverted=True"):
+        make_build_command()
+
+
+def test_help_shows_every_option_of_build_with_its_default():
+    import inspect
+
+    signature = inspect.signature(vlconvert.build)
+    assert signature.parameters["shard_size"].default == build_options.DEFAULT_SHARD_SIZE
+    assert {o.name for o in build_options.OPTIONS} <= set(signature.parameters)
+
+
 def test_build_refuses_an_unknown_keyword_as_python_does(tmp_path):
     with pytest.raises(TypeError, match="unexpected keyword argument 'shard_count'"):
         vlconvert.build("inat2021", str(EXAMPLE), str(tmp_path / "out"), shard_count=3)

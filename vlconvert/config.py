@@ -15,6 +15,7 @@ file's.  See docs/configuration.md.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,6 +58,7 @@ def load_config(path: str, **overrides: Any) -> dict[str, Any]:
     the file is missing or unreadable, or a key is unknown, repeated or of the wrong type.
     A ``null`` (JSON) means the option's default and is left out.
     """
+    path = os.fspath(path)
     fs, fs_path = filesystem(path, "--config")
     try:
         raw = fs.cat_file(fs_path)

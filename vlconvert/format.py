@@ -51,6 +51,11 @@ def is_caption_member(member: str) -> bool:
     return member == CAPTION_MEMBER or member.endswith("." + CAPTION_MEMBER)
 
 
+def is_training_split(split: str) -> bool:
+    """Held-out classes are kept out of these splits (the manifest's ``holdout.kept_out_of``); the rest evaluate."""
+    return split.startswith("train")
+
+
 def shard_name(split: str, number: int) -> str:
     return f"{split}-{number:06d}.tar"
 

@@ -2,9 +2,11 @@
 
 A value reaches a build three ways: as a Python value (``build(shard_size=500)``), from
 a config file (TOML/JSON types) and as command-line text (``--shard-max-bytes 2GiB``).
-``check`` takes the first two, ``parse`` the text, so all three accept and refuse the
-same values with the same reasons.  ``normalise`` turns the default or a checked value
-into what the build uses, and ``record`` into what the manifest's ``config`` holds.
+``check`` takes the first two; ``parse`` reads the text of the kinds click has no type
+for (sizes, template mixes, ``KEY=VALUE``), and click's own types read integers, fractions
+and choices, so all three routes accept the same values.  ``normalise`` turns the default
+or a checked value into what the build uses, ``record`` into what the manifest's
+``config`` holds, and ``key`` into what the resume key compares (one value, however spelled).
 Messages are phrased to follow the option's name: ``quality: must be between 1 and 100, got 0``.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import re
 from collections.abc import Mapping
@@ -59,28 +62,50 @@ class Kind:
     def record(self, value: Any) -> Any:
         return value
 
+    def key(self, value: Any) -> Any:
+        return self.record(value)
+
+    def show(self, value: Any) -> Any:
+        return value
+
+
+def _text(value: Any, empty: bool = False) -> str:
+    if isinstance(value, os.PathLike):  # a pathlib.Path from a script
+        value = os.fspath(value)
+    if not isinstance(value, str) or not (value or empty):
+        raise TypeError(f"expected a non-empty string, {what(value)}")
+    return value
+
 
 class Text(Kind):
+    def __init__(self, empty: bool = False):
+        self.empty = empty
+
     def check(self, value: Any) -> str:
-        if isinstance(value, os.PathLike):  # a pathlib.Path from a script
-            value = os.fspath(value)
-        if not isinstance(value, str) or not value:
-            raise TypeError(f"expected a non-empty string, {what(value)}")
-        return value
+        return _text(value, self.empty)
+
+    def parse(self, text: str) -> str:
+        return text  # an empty --root on the command line is a missing one: the command says so
 
 
 class Texts(Kind):
     """One string or several (a repeated flag on the command line)."""
 
     def check(self, value: Any) -> list[str]:
-        if isinstance(value, str):
+        if isinstance(value, (str, os.PathLike)):
             value = [value]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        if not isinstance(value, (list, tuple)):
             raise TypeError(f"expected a string or a list of strings, {what(value)}")
-        return list(value)
+        items = []
+        for position, item in enumerate(value):
+            try:
+                items.append(_text(item))
+            except TypeError as exc:
+                raise TypeError(f"item {position + 1}: {exc}") from None
+        return items
 
     def parse(self, text: str) -> str:  # one occurrence of a repeated flag
-        return self.check(text)[0]
+        return text
 
     def normalise(self, value: Any) -> list[str] | None:
         return None if value is None else list(value)
@@ -99,23 +124,25 @@ class Flag(Kind):
         return value
 
 
+def _integer(value: Any) -> int | None:
+    """An int of any integer type (NumPy's too), or None; a bool is no integer here."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
+
+
 class Integer(Kind):
     def __init__(self, low: int | None = None, high: int | None = None):
         self.low, self.high = low, high
 
     def check(self, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        number = _integer(value)
+        if number is None:
             raise TypeError(f"expected an integer, {what(value)}")
-        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+        if (self.low is not None and number < self.low) or (self.high is not None and number > self.high):
             bounds = f"between {self.low} and {self.high}" if self.high is not None else f"at least {self.low}"
-            raise ValueError(f"must be {bounds}, got {value}")
-        return value
-
-    def parse(self, text: str) -> int:
-        try:
-            return self.check(int(text))
-        except ValueError as exc:
-            raise ValueError(str(exc) if "must be" in str(exc) else f"{text!r} is not an integer") from None
+            raise ValueError(f"must be {bounds}, got {number}")
+        return number
 
 
 class Choice(Kind):
@@ -129,9 +156,9 @@ class Choice(Kind):
 
 
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"expected a number, {what(value)}")
-    return value
+    return value if isinstance(value, (int, float)) else float(value)  # a NumPy number as Python's
 
 
 class Fraction(Kind):
@@ -141,19 +168,23 @@ class Fraction(Kind):
             raise ValueError(f"must be a fraction between 0 and 1, got {value}")
         return value
 
-    def parse(self, text: str) -> float:
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-        return self.check(number)
-
 
 class Size(Kind):
     metavar = "SIZE"
 
+    def show(self, value: int) -> str:
+        """How --help shows a default, and how the command line reads it back: 1GiB, not 1073741824."""
+        for unit, power in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+            if value % (1 << power) == 0:
+                return f"{value >> power}{unit}"
+        return str(value)
+
     def check(self, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
+        if isinstance(value, float) and value.is_integer():  # 1e9 from a script
+            value = int(value)
+        if _integer(value) is not None:
+            value = _integer(value)
+        elif not isinstance(value, str):
             raise TypeError(f"expected a byte count or a size such as \"1GiB\", {what(value)}")
         return parse_size(value)
 
@@ -162,7 +193,16 @@ class Holdout(Kind):
     """A fraction of the classes, or a file of class names."""
 
     def check(self, value: Any) -> str | float:
-        return Text().check(value) if isinstance(value, (str, os.PathLike)) else _number(value)
+        return _text(value) if isinstance(value, (str, os.PathLike)) else _number(value)
+
+    def parse(self, text: str) -> str | None:
+        return text or None  # an empty --holdout-classes holds nothing out
+
+    def key(self, value: Any) -> Any:
+        try:
+            return float(value)  # 0.25 from a script and "0.25" from the command line hold out the same classes
+        except (TypeError, ValueError):
+            return value
 
 
 class TemplateMix(Kind):
@@ -190,6 +230,9 @@ class TemplateMix(Kind):
             mix[name] = weight
         return mix or None
 
+    def parse(self, text: str) -> dict[str, float] | None:
+        return self.check(text) if text.strip() else None  # an empty --template-mix is no mix
+
     def record(self, value: Any) -> dict[str, float] | None:
         return dict(value) if value else None
 
@@ -200,10 +243,13 @@ class KeyValues(Kind):
     def check(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, Mapping):
             raise TypeError(f"expected a table of adapter options, {what(value)}")
+        options = {}
         for key, item in value.items():
+            item = os.fspath(item) if isinstance(item, os.PathLike) else item
             if not isinstance(item, (str, int, float, bool)):
                 raise TypeError(f"{key}: expected a string, number or boolean, {what(item)}")
-        return dict(value)
+            options[key] = item
+        return options
 
     def parse(self, text: str) -> tuple[str, str]:
         key, sep, value = text.partition("=")

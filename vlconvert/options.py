@@ -52,7 +52,6 @@ class Option:
     default: Any = None  # None: not set (build() decides, e.g. every split)
     flags: tuple[str, ...] = ()  # the command line's spellings; default: --name-with-dashes
     metavar: str | None = None
-    shown_default: str | None = None  # how --help shows the default, when not the value itself
     recorded: bool = False  # the manifest's "config" records it: it decides what the build writes
     decides_bytes: bool = True  # of a recorded option: a resumed build must have the same value
     in_config: bool = True  # a config file may set it
@@ -74,8 +73,9 @@ def _recorded(name, kind, help, **more) -> Option:
 OPTIONS: tuple[Option, ...] = (
     _recorded("adapter", Text(), "Dataset reader, e.g. inat2021 (see `vlconvert adapters`). Required, here or in --config.",
               flags=("--adapter", "-a"), required=True),
-    _recorded("root", Text(), "The dataset's folder (or fsspec URL), in its official release layout. Required, here or in --config.",
-              flags=("--root", "-r"), required=True),
+    # May be empty: an adapter object passed to build() has read its dataset already, and its root is only recorded.
+    _recorded("root", Text(empty=True), "The dataset's folder (or fsspec URL), in its official release layout. Required, here or "
+              "in --config.", flags=("--root", "-r"), required=True),
     Option("out", Text(), "Output folder (or fsspec URL) for shards and side files. Required, here or in --config.",
            flags=("--out", "-o"), required=True),
     _recorded("splits", Texts(), "Split to convert; repeat for several. Default: every split found.", flags=("--split",)),
@@ -98,13 +98,12 @@ OPTIONS: tuple[Option, ...] = (
               "that format.", default="auto", flags=("--format",)),
     _recorded("quality", Integer(1, 100), "JPEG/WebP quality when re-encoding.", default=95),
     _recorded("upscale", Flag(), "Enlarge images smaller than --resize (default: keep them as they are).", default=False),
-    _recorded("max_image_bytes", Size(), "Reject an image file larger than this, without reading it.",
-              default=DEFAULT_MAX_IMAGE_BYTES, shown_default="256MiB"),
+    _recorded("max_image_bytes", Size(), "Reject an image file larger than this, without reading it.", default=DEFAULT_MAX_IMAGE_BYTES),
     _recorded("max_image_pixels", Integer(1, DEFAULT_MAX_IMAGE_PIXELS), "Reject an image with more pixels than this, from its "
               "header, before decoding it (a JPEG also by its pixels times its scans; see docs/security.md).",
               default=DEFAULT_MAX_IMAGE_PIXELS),
     _recorded("shard_size", Integer(1), "Most samples per shard.", default=DEFAULT_SHARD_SIZE),
-    _recorded("shard_max_bytes", Size(), "Most bytes per shard, e.g. 500MB.", default=DEFAULT_SHARD_MAX_BYTES, shown_default="1GiB"),
+    _recorded("shard_max_bytes", Size(), "Most bytes per shard, e.g. 500MB.", default=DEFAULT_SHARD_MAX_BYTES),
     Option("workers", Integer(1), "Processes writing shards in parallel. Default: 1 locally, every CPU of the cluster with "
            "--executor ray.", flags=("--workers", "-w")),
     Option("executor", Choice(EXECUTORS), "Where shard tasks run: local processes, or a Ray cluster (pip install 'vlconvert[ray]').",
@@ -152,7 +151,7 @@ class BuildOptions:
 
     def decisive(self) -> dict[str, Any]:
         """The recorded options a resumed build must share with the run it finishes."""
-        return {o.name: o.kind.record(self._values[o.name]) for o in OPTIONS if o.recorded and o.decides_bytes}
+        return {o.name: o.kind.key(self._values[o.name]) for o in OPTIONS if o.recorded and o.decides_bytes}
 
 
 def resolve(given: Mapping[str, Any]) -> BuildOptions:
@@ -163,6 +162,8 @@ def resolve(given: Mapping[str, Any]) -> BuildOptions:
         raise TypeError(f"build() got an unexpected keyword argument {unknown[0]!r}")
     values = {}
     for name, o in known.items():
+        if o.required and given.get(name) is None:
+            raise VLConvertError(f"{name}: required")
         try:
             value = o.check(given.get(name))
         except (TypeError, ValueError) as exc:

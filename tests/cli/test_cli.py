@@ -2,20 +2,11 @@
 
 import json
 import random
-import shutil
-import subprocess
-import sys
 import tarfile
-from pathlib import Path
 
 import pytest
+from command import run
 from inat_layout import EXAMPLE, SHARED_CATEGORIES, make_inat_root, read_json
-
-VLCONVERT = shutil.which("vlconvert", path=str(Path(sys.executable).parent)) or "vlconvert"
-
-
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([VLCONVERT, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 def test_build_on_the_embedded_example(tmp_path):

@@ -146,6 +146,9 @@ def test_the_python_api_checks_what_the_command_checks(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(vlconvert.VLConvertError, match="is a file"):
         vlconvert.lit.evaluate(str(tmp_path), models=["lit-tiny"], report_dir=tmp_path / "afile")
+    # One string is one model, not one per character: so one --pretrained pairs with it.
+    with pytest.raises(vlconvert.VLConvertError, match="no manifest.json; give the --out folder"):
+        vlconvert.lit.evaluate(str(tmp_path), models="lit-tiny", pretrained="a.pt")
 
 
 def test_importing_the_lit_package_does_not_import_torch():

@@ -4,8 +4,8 @@ import os
 import pty
 import subprocess
 
+from command import VLCONVERT, run
 from inat_layout import make_inat_root
-from test_cli import VLCONVERT, run
 
 import vlconvert
 from vlconvert.cli.progress import render

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from command import VLCONVERT
 from fsspec.implementations.local import LocalFileSystem
 from inat_layout import make_inat_root, read_json
 from PIL import Image
 from test_build import tree_digest
-from test_cli import VLCONVERT
 from test_resume import StopAfter
 from test_s3 import bucket, s3_endpoint  # noqa: F401  (fixtures)
 

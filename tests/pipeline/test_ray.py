@@ -5,10 +5,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from command import VLCONVERT, run
 from inat_layout import make_inat_root, read_json
 from optional import require
 from test_build import tree_digest
-from test_cli import VLCONVERT, run
 
 
 def free_port() -> int:

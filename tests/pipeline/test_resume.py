@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+from command import VLCONVERT, run
 from inat_layout import make_inat_root, read_json
 from PIL import Image
 from test_build import tree_digest
-from test_cli import VLCONVERT, run
 
 import vlconvert
 from vlconvert import VLConvertError
@@ -110,6 +110,25 @@ def test_other_options_do_not_resume(interrupted):
         vlconvert.build("inat2021", str(root), str(out), shard_size=3, seed=1)
     summary = vlconvert.build("inat2021", str(root), str(out), shard_size=3, seed=1, overwrite=True)
     assert summary.resumed_tasks == 0 and read_json(out / "manifest.json")["seed"] == 1
+
+
+def test_the_same_option_spelled_another_way_still_resumes(tmp_path):
+    """0.25 from a script and "0.25" from the command line hold out the same classes: one build, resumable."""
+    root = make_inat_root(tmp_path / "inat", per_class={"train": 2, "val": 1})
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        vlconvert.build("inat2021", str(root), str(out), shard_size=3, holdout_classes=0.25, progress=StopAfter(2))
+    result = run("build", "-a", "inat2021", "-r", str(root), "-o", str(out), "--shard-size", "3", "--holdout-classes", "0.25")
+    assert result.returncode == 0, result.stderr
+    assert "resumed an interrupted build: 2 shard tasks were already done" in result.stdout
+
+
+def test_an_unfinished_build_of_another_version_says_so(interrupted):
+    root, out = interrupted
+    manifest = read_json(out / "manifest.json")
+    (out / "manifest.json").write_text(json.dumps({**manifest, "vlconvert_version": "0.1.0", "resume_key": "0" * 64}))
+    with pytest.raises(VLConvertError, match=rf"unfinished build by vlconvert 0\.1\.0 \(this is {vlconvert.__version__}\)"):
+        vlconvert.build("inat2021", str(root), str(out), shard_size=3)
 
 
 def test_overwrite_still_resumes_the_same_command_unless_told_not_to(interrupted, tmp_path):

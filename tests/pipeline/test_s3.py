@@ -4,10 +4,10 @@ import os
 import sys
 
 import pytest
+from command import run
 from inat_layout import make_inat_root
 from optional import require
 from test_build import tree_digest
-from test_cli import run
 from test_ray import free_port
 from test_resume import StopAfter
 

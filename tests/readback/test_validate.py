@@ -8,9 +8,9 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from command import run
 from hostile import rewrite_shard
 from inat_layout import make_inat_root, read_json
-from test_cli import run
 
 import vlconvert
 from vlconvert.errors import VLConvertError
@@ -100,6 +100,17 @@ def test_a_shard_cut_inside_a_sample(out):
     shard.write_bytes(shard.read_bytes()[:shard.stat().st_size // 2])
     found = problems(out)
     assert any(": truncated" in p for p in found) and any("samples, the manifest says 10" in p for p in found)
+
+
+def test_a_shard_cut_inside_a_samples_first_member_counts_only_whole_samples(out):
+    """Nothing of the cut sample was read: it is no sample, and it has no missing members to report."""
+    shard = out / "train" / "train-000001.tar"
+    with tarfile.open(shard) as tar:
+        third = [m for m in tar if m.name.endswith(".jpg")][2]
+    shard.write_bytes(shard.read_bytes()[:third.offset_data + 100])
+    found = problems(out)
+    assert "train/train-000001.tar: 2 samples, the manifest says 10" in found
+    assert not any("no image member" in p or "no caption" in p or "no label" in p for p in found), found
 
 
 def test_sizes_json_that_disagrees_with_the_manifest(out):

@@ -40,6 +40,9 @@ def click_option(o: Option):
     kind = o.kind
     settings: dict = {"help": o.help, "metavar": o.metavar}
     if isinstance(kind, Flag):
+        # A flag turns an option away from its default: on for False, off (--no-…, inverted) for True.
+        if o.default is not kind.inverted:
+            raise ValueError(f"option {o.name}: a flag defaulting to {o.default} needs inverted={not kind.inverted}")
         settings = {"help": o.help, "is_flag": True}
     elif isinstance(kind, Integer):
         settings["type"] = click.IntRange(kind.low, kind.high) if kind.low is not None or kind.high is not None else int
@@ -52,7 +55,7 @@ def click_option(o: Option):
     if isinstance(kind, (Texts, KeyValues)):
         settings["multiple"] = True
     if o.default is not None and not isinstance(kind, (Flag, Texts, KeyValues)):
-        settings["default"] = o.shown_default or o.default
+        settings["default"] = kind.show(o.default)
         settings["show_default"] = True
     return click.option(*o.cli_flags, o.name, **settings)
 

@@ -9,6 +9,7 @@ metrics.json, report.md and the plots (:mod:`vlconvert.lit.report`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,13 @@ class Evaluation:
         return report.markdown(self.results, self.chance, self.context)
 
 
+def _items(value) -> list:
+    """A sequence of names, where one name (a str or a path) is one item, not its characters."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, (str, os.PathLike)) else list(value)
+
+
 def evaluate(data: str, *, checkpoints: Sequence[str] = (), models: Sequence[str] = (),
              pretrained: Sequence[str | None] = (), split: str = "val", prompts: str = "build", batch_size: int = 64,
              report_dir: str | Path | None = None) -> Evaluation:
@@ -39,7 +47,8 @@ def evaluate(data: str, *, checkpoints: Sequence[str] = (), models: Sequence[str
     are open_clip model names, each paired with the ``pretrained`` tag or file at the same position (none at
     all: random init).  ``prompts``: build, simple, openai_imagenet, same_as_training, or a file of templates.
     With ``report_dir`` the report is written there and classifiers are cached in its ``.cache`` folder.
-    Wrong arguments raise :class:`VLConvertError` before any model loads."""
+    One string is one item.  Wrong arguments raise :class:`VLConvertError` before any model loads."""
+    checkpoints, models, pretrained = _items(checkpoints), _items(models), _items(pretrained)
     if not checkpoints and not models:
         raise VLConvertError("give --checkpoint RUN or --model NAME --pretrained TAG|PATH")
     if pretrained and len(pretrained) != len(models):

@@ -19,9 +19,8 @@ import open_clip
 import torch
 
 import vlconvert.lit.model as lit_model
-import vlconvert.pipeline.holdout as holdout
 from vlconvert.errors import VLConvertError
-from vlconvert.format import CLASSNAMES, LABEL_MEMBER, ZEROSHOT_TEMPLATES, read_classes, read_lines
+from vlconvert.format import CLASSNAMES, LABEL_MEMBER, ZEROSHOT_TEMPLATES, is_training_split, read_classes, read_lines
 from vlconvert.lit.data import build_manifest, read_samples, sample_image, split_shards
 from vlconvert.lit.train import epoch_checkpoints
 from vlconvert.readback.stats import frequency_cutoffs, frequency_group
@@ -208,7 +207,7 @@ def _by_frequency(recall: dict, correct, labels, train_counts: list[int]) -> dic
 def build_facts(data: str) -> tuple[list[int] | None, list[int], dict[int, dict]]:
     """From the build: per-class training counts, the held-out classes, and every class's taxonomy."""
     fs, out, manifest = build_manifest(data)
-    training = [s for s in manifest.get("splits", {}) if holdout.is_training_split(s)]
+    training = [s for s in manifest.get("splits", {}) if is_training_split(s)]
     counts = manifest["splits"][training[0]].get("class_counts") if training else None
     taxonomy = {row["label"]: {**row["taxonomy"], "species": row["name"]} for row in read_classes(fs, out)}
     return counts, (manifest.get("holdout") or {}).get("classes", []), taxonomy

@@ -13,6 +13,7 @@ both counts per split and the build fails loudly if they do not add up.
 
 from __future__ import annotations
 
+import inspect
 import os
 import posixpath
 import time
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlconvert.errors import VLConvertError
-from vlconvert.options import BuildOptions, resolve
+from vlconvert.options import OPTIONS, BuildOptions, resolve
 from vlconvert.pipeline import output_folder
 from vlconvert.pipeline.build_plan import BuildPlan, make_plan
 from vlconvert.pipeline.executors import check_ray, run_tasks
@@ -136,13 +137,24 @@ def build(adapter: str | Adapter, root: str, out: str, *, progress: Callable[[Pr
     check_error_limit(settings, sum(len(p.rejected) for p in plan.splits.values()), plan.read, plan=plan)
     if settings.dry_run:
         planned = {s: PlannedSplit(len(p.records), len(p.rejected), p.held_out, len(p.tasks), p.ignored) for s, p in plan.splits.items()}
-        return PlanSummary(out, len(plan.classes), planned, settings.shard_size, time.perf_counter() - started)
+        return PlanSummary(settings.out, len(plan.classes), planned, settings.shard_size, time.perf_counter() - started)
     results, resumed_tasks = run(settings, target, plan, progress)
     finished = finish(settings, target.fs, target.out_path, plan, results, target.image)
-    summary = BuildSummary(out, finished.splits, time.perf_counter() - started, finished.by_stage, plan.prompts.duplicates,
+    summary = BuildSummary(settings.out, finished.splits, time.perf_counter() - started, finished.by_stage, plan.prompts.duplicates,
                            resumed_tasks)
     check_error_limit(settings, finished.rejected, plan.read, summary=summary)
     return summary
+
+
+def _signature() -> inspect.Signature:
+    """What ``help(vlconvert.build)`` shows: every option with its default, though build() takes them as ``**options``."""
+    Parameter = inspect.Parameter
+    given = [Parameter(name, Parameter.POSITIONAL_OR_KEYWORD) for name in ("adapter", "root", "out")]
+    keywords = [Parameter(o.name, Parameter.KEYWORD_ONLY, default=o.default) for o in OPTIONS if o.name not in {"adapter", "root", "out"}]
+    return inspect.Signature([*given, Parameter("progress", Parameter.KEYWORD_ONLY, default=None), *keywords])
+
+
+build.__signature__ = _signature()
 
 
 def check(adapter: str | Adapter, settings: BuildOptions) -> Target:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from vlconvert.captions.prompts import PromptSet, prompt_set
 from vlconvert.captions.render import CaptionRenderer, CaptionSpec, caption_spec
 from vlconvert.errors import VLConvertError
+from vlconvert.format import is_training_split
 from vlconvert.options import BuildOptions
 from vlconvert.pipeline import holdout
 from vlconvert.records import ClassInfo, Record, Rejected, is_valid_key, key_rule, validate_classes
@@ -71,7 +72,7 @@ def make_plan(source, adapter_name: str, options: BuildOptions) -> BuildPlan:
     held = holdout.resolve(options.holdout_classes, classes, options.seed)
     if held and len(held) == len(classes):
         raise VLConvertError(f"--holdout-classes {options.holdout_classes} holds out every class; nothing would be left to train on")
-    splits = {s: _plan(source, s, options, set(held) if holdout.is_training_split(s) else set()) for s in split_names}
+    splits = {s: _plan(source, s, options, set(held) if is_training_split(s) else set()) for s in split_names}
     first = next((p.records[0] for p in splits.values() if len(p.records)), None)
     renderer.check_classes(first.metadata if first else None)
     return BuildPlan(classes, spec, prompts, held, splits)

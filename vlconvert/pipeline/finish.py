@@ -20,8 +20,9 @@ import vlconvert.format as output_format
 from vlconvert.captions.prompts import PromptSet
 from vlconvert.captions.render import CaptionSpec
 from vlconvert.errors import TooManyRejected
+from vlconvert.format import is_training_split
 from vlconvert.options import BuildOptions
-from vlconvert.pipeline import holdout, ledger, output_folder
+from vlconvert.pipeline import ledger, output_folder
 from vlconvert.pipeline.build_plan import BuildPlan
 from vlconvert.pipeline.images import ImageOptions
 from vlconvert.pipeline.output_folder import SplitSummary
@@ -61,7 +62,7 @@ def finish(settings: BuildOptions, fs, out_path: str, plan: BuildPlan, results: 
               "rate": round(len(rejected) / read, 6) if read else 0.0, "strict": settings.strict,
               "max_error_rate": settings.max_error_rate}
     held_out = {"spec": settings.holdout_classes, "classes": held, "names": [plan.classes[label].name for label in held],
-                "kept_out_of": [s for s in plan.splits if holdout.is_training_split(s)]} if held else None
+                "kept_out_of": [s for s in plan.splits if is_training_split(s)]} if held else None
     output_format.write_manifest(fs, out_path, output_format.complete_manifest(
         describe(settings, plan, image), errors, held_out, {s: vars(summary) for s, summary in summaries.items()}, side_files,
         settings.recorded()))

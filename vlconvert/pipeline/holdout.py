@@ -16,10 +16,6 @@ from vlconvert.errors import VLConvertError
 from vlconvert.records import ClassInfo, Record, take_records
 
 
-def is_training_split(split: str) -> bool:
-    return split == "train" or split.startswith("train")
-
-
 def resolve(spec: str | float | None, classes: Sequence[ClassInfo], seed: int) -> list[int]:
     """The held-out labels: a fraction of the classes chosen by seed, or the classes a file names."""
     if spec in (None, "", 0):

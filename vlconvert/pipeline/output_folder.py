@@ -27,6 +27,7 @@ from vlconvert.errors import VLConvertError
 from vlconvert.pipeline import ledger
 from vlconvert.pipeline.task_result import ShardResult
 from vlconvert.storage import uploads_are_atomic
+from vlconvert.version import __version__
 
 
 def resume_key(settings: dict[str, Any]) -> str:
@@ -92,6 +93,9 @@ def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite:
             if unfinished and same:
                 raise VLConvertError(f"{out}: holds an unfinished run of this same build; rerun without --no-resume to finish it, "
                                      "or add --overwrite to start over")
+            if unfinished and manifest.get("vlconvert_version") != __version__:
+                raise VLConvertError(f"{out}: holds an unfinished build by vlconvert {manifest.get('vlconvert_version')} (this is "
+                                     f"{__version__}), which cannot be resumed by another version; pass --overwrite to discard it")
             if unfinished:
                 raise VLConvertError(f"{out}: holds an unfinished build with other inputs or options; pass --overwrite to discard it")
             raise VLConvertError(f"{out}: folder is not empty; pass --overwrite to replace an earlier vlconvert build there")

@@ -15,9 +15,8 @@ import posixpath
 import random
 from dataclasses import dataclass, field
 
-import vlconvert.pipeline.holdout as holdout
 from vlconvert.errors import VLConvertError
-from vlconvert.format import CAPTION_MEMBER, ERRORS, IMAGE_MEMBERS, MANIFEST, METADATA_MEMBER, is_caption_member
+from vlconvert.format import CAPTION_MEMBER, ERRORS, IMAGE_MEMBERS, MANIFEST, METADATA_MEMBER, is_caption_member, is_training_split
 from vlconvert.readback.build_folder import listed_shards, manifest_problems, open_build
 from vlconvert.readback.stats import frequency_groups, over_context, token_lengths
 from vlconvert.readback.tar_stream import UnreadableTar, read_samples
@@ -110,7 +109,7 @@ def inspect(out: str, *, samples: int = 5, seed: int = 0, max_shards: int = 20) 
 
     # The training split is what head/tail means for a model; without one, the largest split says most.
     with_counts = [s for s in splits if _counts(splits[s].get("class_counts"))]
-    training = [s for s in with_counts if holdout.is_training_split(s)]
+    training = [s for s in with_counts if is_training_split(s)]
     counted = training or sorted(with_counts, key=lambda s: -_count(splits[s].get("written")))
     if counted:
         result.frequency_split = counted[0]

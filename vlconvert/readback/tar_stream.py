@@ -116,6 +116,7 @@ def read_samples(fileobj, skipped: Callable[[str, str], None] | None = None) -> 
                     current = TarSample(key)
                 current._add(member, info, tar)
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise UnreadableTar(exc, current) from exc
+        # Cut inside a sample's first member: nothing of that sample was read, so there is no sample to report.
+        raise UnreadableTar(exc, current if current is not None and current.members else None) from exc
     if current is not None:
         yield current
