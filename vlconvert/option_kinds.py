@@ -50,23 +50,17 @@ def what(value: Any) -> str:
 class Kind:
     metavar: str | None = None
 
-    def check(self, value: Any) -> Any:
+    def _as_it_is(self, value: Any) -> Any:
         return value
+
+    # Unless a kind says otherwise, a value is taken, used, recorded and shown as it is.
+    check = normalise = record = show = _as_it_is
 
     def parse(self, text: str) -> Any:
         return self.check(text)
 
-    def normalise(self, value: Any) -> Any:
-        return value
-
-    def record(self, value: Any) -> Any:
-        return value
-
     def key(self, value: Any) -> Any:
         return self.record(value)
-
-    def show(self, value: Any) -> Any:
-        return value
 
 
 def _text(value: Any, empty: bool = False) -> str:
