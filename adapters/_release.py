@@ -33,7 +33,6 @@ class ReleaseFiles:
         self.allow_outside_root = option_bool(allow_outside_root, "allow_outside_root")
         self.fs, self.path = filesystem(root, "--root")
         self._beside_root: set[str] = set()
-        self._protocol = root.split("://", 1)[0] if "://" in root else None
         if not self.fs.isdir(self.path):
             raise VLConvertError(f"{root}: no such folder (the {dataset} root)")
 
@@ -59,7 +58,7 @@ class ReleaseFiles:
         if "://" in relative or relative.startswith("/"):
             return relative
         path = self.join(relative)
-        return f"{self._protocol}://{path}" if self._protocol and self._protocol != "file" else path
+        return path if isinstance(self.fs, LocalFileSystem) else self.fs.unstrip_protocol(path)
 
     def require(self, relative: str, expected: str) -> str:
         if not self.exists(relative):

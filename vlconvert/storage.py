@@ -29,10 +29,14 @@ _ATOMIC_UPLOAD_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "ad
 _GLOB_CHARACTERS = set("*?[]")
 
 
+def protocols(fs) -> tuple[str, ...]:
+    """Every name of the filesystem's protocol (s3fs is both "s3" and "s3a")."""
+    return tuple(fs.protocol) if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+
+
 def uploads_are_atomic(fs) -> bool:
     """Object stores show a file only once its upload is complete; a rename there is a full copy."""
-    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    return any(p in _ATOMIC_UPLOAD_PROTOCOLS for p in protocols)
+    return any(p in _ATOMIC_UPLOAD_PROTOCOLS for p in protocols(fs))
 
 
 def check_no_glob(url: str, role: str) -> None:

@@ -23,7 +23,7 @@ import fsspec
 
 from vlconvert.options import DEFAULT_MAX_IMAGE_BYTES
 from vlconvert.pipeline.decode import ImageError
-from vlconvert.storage import NotARegularFile, open_local_regular, read_at_most, within
+from vlconvert.storage import NotARegularFile, open_local_regular, protocols, read_at_most, within
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def _read_local(path: str, limits: ReadLimits) -> bytes:
 def _read_remote(url: str, limits: ReadLimits) -> bytes:
     try:
         fs, path = fsspec.core.url_to_fs(url)
-        if "http" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)):
+        if "http" in protocols(fs):
             # A server may ignore a Range header: stream, and stop reading at the cap.
             with fs.open(path, "rb", block_size=0) as f:
                 data = read_at_most(f, limits.max_bytes)
