@@ -15,10 +15,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import vlconvert
-from vlconvert.pipeline.tar_writer import RollingTarWriter, TarPart, closed_size, sample_bytes
+from vlconvert.pipeline.tar_writer import RollingTarWriter, TarPart, closed_size, member_header, sample_bytes
 from vlconvert.records import KEY_PATTERN, MAX_KEY_LENGTH, InvalidRecordError, Record, is_valid_key, key_problem
 
 KEY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
@@ -203,3 +205,14 @@ def test_a_build_with_long_keys_and_long_template_names_keeps_the_byte_bound(tmp
         with tarfile.open(path) as tar:
             names = tar.getnames()
         assert any(name.endswith("." + "t" * 100 + ".txt") and len(name) > 100 for name in names)
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=st.text(alphabet=st.sampled_from("abcXYZ019_-.é"), min_size=1, max_size=130),
+       size=st.one_of(st.integers(0, 10**10), st.sampled_from([0, 511, 512, 513, 8**11 - 1, 8**11, 10**13])))
+def test_member_headers_are_the_ones_tarfile_writes(name, size):
+    """The writer builds plain headers itself; they must be tarfile's to the byte, PAX extended headers included."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o444
+    info.uname = info.gname = ""
+    assert member_header(name, size) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
