@@ -9,6 +9,7 @@ Adapters work on their own too::
     for record in adapter.records("val"): ...
 """
 
+from vlconvert import config, options  # vlconvert.config.load_config and vlconvert.options.OPTIONS after `import vlconvert`
 from vlconvert.errors import BuildFailed, TooManyRejected, VLConvertError
 from vlconvert.pipeline.build import BuildSummary, PlanSummary, Progress, SplitSummary, build
 from vlconvert.records import Adapter, ClassInfo, Record, Rejected
@@ -29,6 +30,8 @@ __all__ = [
     "VLConvertError",
     "__version__",
     "available_adapters",
+    "config",
     "build",
     "create_adapter",
+    "options",
 ]
