@@ -1,7 +1,8 @@
 from inat_layout import EXAMPLE
 
 from vlconvert import create_adapter
-from vlconvert.captions.lint import lint, percentiles, sample_records
+from vlconvert.captions.lengths import percentiles
+from vlconvert.captions.lint import lint, sample_records
 from vlconvert.captions.render import Template, load_template
 
 

@@ -13,10 +13,11 @@ from inat_layout import EXAMPLE, example_categories, make_inat_root
 from optional import require
 
 import vlconvert
+from vlconvert.captions.lengths import percentiles
 from vlconvert.cli.inspect import human_bytes
 from vlconvert.cli.root import cli, main
 from vlconvert.readback.inspect import inspect
-from vlconvert.readback.stats import FREQUENCY_PERCENTILES, percentiles
+from vlconvert.readback.stats import FREQUENCY_PERCENTILES
 
 SCRIPT_NAME = "<script>alert('owned')</script> Worm"
 

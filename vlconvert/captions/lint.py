@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from jinja2 import meta as jinja_meta
 from jinja2 import nodes
 
-from vlconvert.captions.lengths import CONTEXT_LENGTH, over_context, percentiles, token_lengths
+from vlconvert.captions.lengths import over_context, token_lengths
 from vlconvert.captions.render import CaptionError, CaptionRenderer, Template
 from vlconvert.records import ClassInfo, Record, take_records
 from vlconvert.shuffle import shuffled_order
 
-__all__ = ["CONTEXT_LENGTH", "LintReport", "lint", "percentiles", "sample_records"]
+__all__ = ["LintReport", "lint", "sample_records"]
 
 
 @dataclass

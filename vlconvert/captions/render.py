@@ -11,7 +11,6 @@ captions without the species name.  The filters are in ``caption_filters``.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from jinja2.sandbox import SecurityError
 from vlconvert.captions.filters import FILTERS
 from vlconvert.captions.sandbox import CaptionSandbox, TemplateLimit
 from vlconvert.errors import VLConvertError
+from vlconvert.option_kinds import TemplateMix
 from vlconvert.records import ClassInfo, Record, is_valid_key, key_rule
 
 DEFAULT_TEMPLATE = "taxonomic_common"
@@ -144,11 +144,10 @@ def caption_spec(
     given = [load_template(s) for s in templates]
     _check_unique(given)
     if mix:
-        weights = {spec.strip(): float(w) for spec, w in mix.items()}
-        if len(weights) < len(mix):
-            raise VLConvertError(f"--template-mix names a template twice: {', '.join(mix)}")
-        if any(not math.isfinite(w) or w <= 0 for w in weights.values()):
-            raise VLConvertError(f"--template-mix weights must be positive finite numbers: {mix}")
+        try:  # the check every build option gets; a build has run it already, a caller of this function may not have
+            weights = TemplateMix().check(mix)
+        except (TypeError, ValueError) as exc:
+            raise VLConvertError(f"--template-mix: {exc}") from None
         total = sum(weights.values())
         primary = tuple((load_template(spec), w / total) for spec, w in weights.items())
         _check_unique([t for t, _ in primary])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from vlconvert.captions.lint import CONTEXT_LENGTH, lint, percentiles, sample_records
+from vlconvert.captions.lengths import CONTEXT_LENGTH, percentiles
+from vlconvert.captions.lint import lint, sample_records
 from vlconvert.captions.render import CaptionError, CaptionRenderer, builtin_template_names, load_template, template_summary
 from vlconvert.errors import VLConvertError
 from vlconvert.registry import create_adapter

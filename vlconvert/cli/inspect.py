@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from vlconvert.captions.lengths import CONTEXT_LENGTH, percentiles
 from vlconvert.readback.inspect import Inspection, inspect
-from vlconvert.readback.stats import CONTEXT_LENGTH, FREQUENCY_PERCENTILES, LENGTH_PERCENTILES, percentiles
+from vlconvert.readback.stats import FREQUENCY_PERCENTILES, LENGTH_PERCENTILES
 from vlconvert.readback.zeroshot_reports import find_zeroshot_reports
 from vlconvert.terminal import printable
 

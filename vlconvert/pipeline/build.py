@@ -18,6 +18,7 @@ import os
 import posixpath
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,10 +130,8 @@ def build(adapter: str | Adapter, root: str, out: str, *, progress: Callable[[Pr
     name = adapter if isinstance(adapter, str) else getattr(adapter, "name", type(adapter).__name__)
     settings = resolve({**options, "adapter": name, "root": root, "out": out})
     target = check(adapter, settings)
-    try:
+    with _input_errors():
         plan = make_plan(target.source, name, settings)
-    except OSError as exc:  # an unreadable dataset or option file is the input's problem: exit 2, nothing written
-        raise VLConvertError(f"{exc.filename or 'input'}: {exc.strerror or exc}") from exc
     settings = settings.replace(splits=list(plan.splits))
     check_error_limit(settings, sum(len(p.rejected) for p in plan.splits.values()), plan.read, plan=plan)
     if settings.dry_run:
@@ -170,12 +169,19 @@ def check(adapter: str | Adapter, settings: BuildOptions) -> Target:
         raise VLConvertError(f"{settings.out}: is a file; --out names the folder the shards go into")
     if settings.executor == "ray":
         check_ray(settings.ray_address)  # before anything is written: a wrong address must not leave a claimed OUT
-    try:
+    with _input_errors():
         source = create_adapter(adapter, settings.root, settings.adapter_options) if isinstance(adapter, str) else adapter
         _check_apart(source, settings, fs, out_path)
+    return Target(source, fs, out_path, image)
+
+
+@contextmanager
+def _input_errors():
+    """An unreadable dataset or option file is the input's problem: exit 2, nothing written."""
+    try:
+        yield
     except OSError as exc:
         raise VLConvertError(f"{exc.filename or 'input'}: {exc.strerror or exc}") from exc
-    return Target(source, fs, out_path, image)
 
 
 def run(settings: BuildOptions, target: Target, plan: BuildPlan, progress) -> tuple[dict[str, list[ShardResult]], int]:

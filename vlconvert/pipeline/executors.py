@@ -17,7 +17,6 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from vlconvert.errors import BuildFailed, VLConvertError
-from vlconvert.options import EXECUTORS
 from vlconvert.pipeline.shard_task import ShardTaskRunner, WorkerConfig, init_worker, run_task
 from vlconvert.pipeline.task_result import ShardResult
 from vlconvert.records import Record
@@ -30,11 +29,10 @@ Work = Iterable[tuple[str, int, Sequence[Record]]]
 
 def run_tasks(config: WorkerConfig, work: Work, executor: str = "local", workers: int | None = None,
               ray_address: str | None = None) -> Iterator[ShardResult]:
-    if executor == "local":
-        return _run_local(config, work, workers or 1)
+    # ``executor`` is one of options.EXECUTORS: build() checked it with every other option.
     if executor == "ray":
         return _run_ray(config, work, workers, ray_address)
-    raise VLConvertError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    return _run_local(config, work, workers or 1)
 
 
 def _run_local(config: WorkerConfig, work: Work, workers: int) -> Iterator[ShardResult]:

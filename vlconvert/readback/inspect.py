@@ -15,10 +15,11 @@ import posixpath
 import random
 from dataclasses import dataclass, field
 
+from vlconvert.captions.lengths import over_context, token_lengths
 from vlconvert.errors import VLConvertError
 from vlconvert.format import CAPTION_MEMBER, ERRORS, IMAGE_MEMBERS, MANIFEST, METADATA_MEMBER, is_caption_member, is_training_split
 from vlconvert.readback.build_folder import listed_shards, manifest_problems, open_build
-from vlconvert.readback.stats import frequency_groups, over_context, token_lengths
+from vlconvert.readback.stats import frequency_groups
 from vlconvert.readback.tar_stream import UnreadableTar, read_samples
 from vlconvert.storage import NotARegularFile, bounded_lines, open_regular
 

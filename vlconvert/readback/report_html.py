@@ -13,9 +13,10 @@ import os
 from html import escape
 from pathlib import Path
 
+from vlconvert.captions.lengths import CONTEXT_LENGTH, percentiles
 from vlconvert.errors import VLConvertError
 from vlconvert.readback.inspect import Inspection
-from vlconvert.readback.stats import CONTEXT_LENGTH, FREQUENCY_PERCENTILES, LENGTH_PERCENTILES, percentiles
+from vlconvert.readback.stats import FREQUENCY_PERCENTILES, LENGTH_PERCENTILES
 
 THUMB_SIZE = 192
 

@@ -1,6 +1,6 @@
-"""The statistics the read-back tools report: percentiles, caption lengths, and head/medium/tail classes.
+"""The statistics the read-back tools report: which percentiles, and head/medium/tail classes.
 
-Lengths and percentiles are computed by :mod:`vlconvert.captions.lengths`,
+Lengths and percentiles themselves are computed by :mod:`vlconvert.captions.lengths`,
 which ``captions lint`` shares; the class-frequency groups are cut here, and
 ``vlconvert zeroshot`` groups its accuracy with the same cut.
 """
@@ -9,11 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-
-from vlconvert.captions.lengths import CONTEXT_LENGTH, over_context, percentiles, token_lengths
-
-__all__ = ["CONTEXT_LENGTH", "FREQUENCY_PERCENTILES", "LENGTH_PERCENTILES", "frequency_cutoffs", "frequency_group",
-           "frequency_groups", "over_context", "percentiles", "token_lengths"]
 
 FREQUENCY_PERCENTILES = (("min", 0), ("p1", 1), ("p5", 5), ("p25", 25), ("median", 50), ("p75", 75), ("p95", 95),
                          ("p99", 99), ("max", 100))
