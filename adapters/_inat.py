@@ -24,7 +24,8 @@ from vlconvert.errors import VLConvertError
 from vlconvert.records import ClassInfo, Record
 
 from ._base import DatasetAdapter, SplitContents
-from ._coco import CHUNK_ROWS, ESCAPES_ROOT, LABEL, LabelledImages, flag_paths_escaping_root, join_labels, read_list, require_columns
+from ._coco import ESCAPES_ROOT, LABEL, LabelledImages, flag_paths_escaping_root, join_labels, require_columns
+from ._json_tables import CHUNK_ROWS, read_list, read_lists
 
 # (rank in the taxonomy, field of the category).  The species rank holds the
 # specific epithet, as in BioCLIP's taxonomic captions.
@@ -55,6 +56,7 @@ class INatAdapter(DatasetAdapter):
                 f"point --root at the folder where the {self.name} annotation files were extracted"
             )
         self._parsed: dict[str, LabelledImages] = {}
+        self._read: dict[str, dict[str, pa.Table]] = {}
 
     def splits(self) -> list[str]:
         return list(self._splits)
@@ -94,7 +96,13 @@ class INatAdapter(DatasetAdapter):
 
     @cached_property
     def _categories(self) -> pa.Table:
-        return _read_categories(self.files.fs, self.category_file(), self.category_section, self.files.open_path)
+        path = self.category_file()
+        split = next((s for s in self._splits if self._json_path(s) == path), None)
+        if split is not None and self.category_section == "categories":
+            categories = self._lists(split)["categories"]  # read with the split's images, in the same pass
+        else:
+            categories = read_list(self.files.fs, path, self.category_section, open_file=self.files.open_path)
+        return _checked_categories(categories, path, self.category_section)
 
     @cached_property
     def _classes(self) -> list[ClassInfo]:
@@ -102,16 +110,25 @@ class INatAdapter(DatasetAdapter):
 
     def _parse(self, split: str) -> LabelledImages:
         if split not in self._parsed:
-            fs, path = self.files.fs, self._json_path(split)
+            lists = self._lists(split)
+            categories = self._categories["id"]
+            self._parsed[split] = join_labels(lists["images"], lists["annotations"], categories, split, self._json_path(split))
+            del self._read[split]  # the annotations are joined in; the images live on in the parse
+        return self._parsed[split]
+
+    def _lists(self, split: str) -> dict[str, pa.Table]:
+        """The split file's images and annotations (and categories, when they are read from it), in one pass."""
+        if split not in self._read:
+            path = self._json_path(split)
             spill = os.path.join(self._spill_dir, split)
             os.makedirs(spill, exist_ok=True)
             flag = None if self.files.allow_outside_root else flag_paths_escaping_root
-            images = read_list(fs, path, "images", spill, self.chunk_rows, annotate=flag, open_file=self.files.open_path)
-            # ijson read the whole file, through the nesting guard, for the images: this second pass needs no guard.
-            annotations = read_list(fs, path, "annotations", spill, self.chunk_rows, open_file=self.files.open_path,
-                                    guard=False)
-            self._parsed[split] = join_labels(images, annotations, self._categories["id"], split, path)
-        return self._parsed[split]
+            sections = {"images": {"spill_dir": spill, "chunk_rows": self.chunk_rows, "annotate": flag},
+                        "annotations": {"spill_dir": spill, "chunk_rows": self.chunk_rows}}
+            if self.category_section == "categories" and self.category_file() == path:
+                sections["categories"] = {}
+            self._read[split] = read_lists(self.files.fs, path, sections, open_file=self.files.open_path)
+        return self._read[split]
 
 
 class INatRecords(Sequence):
@@ -164,8 +181,7 @@ class INatRecords(Sequence):
         )
 
 
-def _read_categories(fs, path: str, section: str, open_file) -> pa.Table:
-    categories = read_list(fs, path, section, open_file=open_file)
+def _checked_categories(categories: pa.Table, path: str, section: str) -> pa.Table:
     require_columns(categories, ("id", "name"), path, "categories")
     if categories.num_rows == 0 and not section:
         raise VLConvertError(f"{path}: expected a bare JSON list of categories, as released")
