@@ -88,6 +88,7 @@ import argparse
 import io
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -198,10 +199,12 @@ def run_img2dataset(paths: list[Path], out: Path, threads: int, shard_size: int,
     return time.perf_counter() - start
 
 
-def run_vlconvert(corpus: Path, out: Path, workers: int, shard_size: int, python: str = sys.executable) -> float:
+def run_vlconvert(corpus: Path, out: Path, workers: int, shard_size: int, python: str = sys.executable,
+                  codec: str | None = None, executor: str = "local") -> float:
     command = [python, "-m", "vlconvert", "build", "--adapter", "imagefolder", "--root", str(corpus), "--out", str(out),
                "--resize", "256", "--resize-mode", "shorter", "--quality", "95", "--workers", str(workers),
-               "--shard-size", str(shard_size), "--overwrite"]
+               "--shard-size", str(shard_size), "--overwrite", "--executor", executor]
+    command += ["--image-codec", codec] if codec else []
     start = time.perf_counter()
     # cwd: `python -m vlconvert` imports from it first, so run in the repository it would be this checkout's
     # vlconvert whatever --vlconvert-python / --baseline-python says.
@@ -260,13 +263,16 @@ def mean_psnr(images: dict[str, bytes], workers: int) -> float:
 
 # ---------------------------------------------------------------- main
 
-def codec_path(kind: str, python: str) -> str:
+def codec_path(kind: str, out: Path) -> str:
     """The libraries that decode, resize and encode, with versions: the figures hold for these."""
-    code = ("import cv2; print(f'OpenCV {cv2.__version__}: cv2.imdecode, INTER_AREA, cv2.imencode')" if kind == "img2dataset" else
-            "import PIL, simplejpeg; print(f'simplejpeg {simplejpeg.__version__} (libjpeg-turbo) strict DCT-scaled decode, "
-            "Pillow {PIL.__version__} Lanczos and JPEG encode')")
-    result = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd="/")
-    return result.stdout.strip() or f"unknown ({result.stderr.strip()[-200:]})"
+    if kind == "img2dataset":
+        result = subprocess.run([sys.executable, "-c", "import cv2; print(cv2.__version__)"], capture_output=True, text=True, cwd="/")
+        return f"OpenCV {result.stdout.strip()}: cv2.imdecode, INTER_AREA, cv2.imencode"
+    manifest = json.loads((out / "manifest.json").read_text())["image"]
+    if "codec_path" not in manifest:  # a vlconvert from before --image-codec
+        return "Pillow's path (a vlconvert before --image-codec)"
+    versions = ", ".join(f"{name} {version}" for name, version in manifest["codec_libraries"].items())
+    return f"{manifest['codec']}: {manifest['codec_path']} ({versions})"
 
 
 def _rates(count: int, seconds: list[float]) -> dict:
@@ -290,6 +296,10 @@ def main() -> None:
                         help="the Python whose vlconvert is measured (default: this one)")
     parser.add_argument("--baseline-python", help="also measure the vlconvert installed for this Python (an earlier "
                         "version, say), in the same rounds, and report the ratio of the two")
+    parser.add_argument("--codecs", nargs="+", default=["opencv", "pillow"],
+                        help="vlconvert's --image-codec values to run (default: opencv pillow); the first is the one compared")
+    parser.add_argument("--ray", action="store_true", help="also run the build on a local Ray instance with the same workers "
+                        "(needs vlconvert[ray] for --vlconvert-python)")
     args = parser.parse_args()
     corpus = args.corpus or Path(f"/tmp/vlconvert-bench-corpus-{args.images}")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -304,30 +314,39 @@ def main() -> None:
     # start-up), so the rate after start-up, what a large build sees, can be told apart.
     small_root, small_paths = startup_corpus(paths, args.work / "startup-corpus")
     worker_counts = [args.processes] if args.no_scaling or args.processes == 1 else [args.processes, 1]
-    configs = [(f"img2dataset (thread_count={t})", "img2dataset", t) for t in args.threads]
-    configs += [(f"vlconvert (--workers {w})", "vlconvert", w) for w in worker_counts]
+    first = args.codecs[0]
+    configs = [(f"img2dataset (thread_count={t})", "img2dataset", {"threads": t}) for t in args.threads]
+    configs += [(f"vlconvert {codec} (--workers {w})", "vlconvert", {"workers": w, "codec": codec})
+                for codec in args.codecs for w in (worker_counts if codec == first else [args.processes])]
+    if args.ray:
+        configs.append((f"vlconvert {first} (Ray, {args.processes} workers)", "vlconvert",
+                        {"workers": args.processes, "codec": first, "executor": "ray"}))
     if args.baseline_python:
-        configs.append((f"vlconvert baseline (--workers {args.processes})", "baseline", args.processes))
+        configs.append((f"vlconvert baseline (--workers {args.processes})", "baseline", {"workers": args.processes}))
 
-    def run(kind: str, param: int, small: bool) -> float:
-        out = args.work / f"{kind}-{param}{'-startup' if small else ''}"
+    def output(name: str, small: bool = False) -> Path:
+        return args.work / (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + ("-startup" if small else ""))
+
+    def run(name: str, kind: str, param: dict, small: bool) -> float:
+        out = output(name, small)
         if kind == "img2dataset":
-            return run_img2dataset(small_paths if small else paths, out, param, args.shard_size, args.processes)
+            return run_img2dataset(small_paths if small else paths, out, param["threads"], args.shard_size, args.processes)
         python = args.baseline_python if kind == "baseline" else args.vlconvert_python
-        return run_vlconvert(small_root if small else corpus, out, param, args.shard_size, python)
+        return run_vlconvert(small_root if small else corpus, out, param["workers"], args.shard_size, python,
+                             param.get("codec"), param.get("executor", "local"))
 
     seconds: dict[str, list[float]] = {name: [] for name, _, _ in configs}
     startup: dict[str, list[float]] = {name: [] for name, _, _ in configs}
     for round_ in range(args.repeat):
         for name, kind, param in configs:
             load = os.getloadavg()[0]
-            seconds[name].append(run(kind, param, small=False))
-            startup[name].append(run(kind, param, small=True))
+            seconds[name].append(run(name, kind, param, small=False))
+            startup[name].append(run(name, kind, param, small=True))
             print(f"round {round_ + 1}: {name}: {seconds[name][-1]:.2f} s, {len(small_paths)} images "
                   f"{startup[name][-1]:.2f} s (load average before: {load:.2f})", flush=True)
     results: dict[str, dict] = {}
     for name, kind, param in configs:
-        out = args.work / f"{kind}-{param}"
+        out = output(name)
         images = img2dataset_images(out) if kind == "img2dataset" else vlconvert_images(out, corpus)
         fixed = min(startup[name])
         results[name] = {**_rates(len(images), seconds[name]), "images": len(images),
@@ -335,11 +354,10 @@ def main() -> None:
                          "images_per_s_after_startup": round((len(paths) - len(small_paths)) / (min(seconds[name]) - fixed), 1),
                          "psnr_db": round(mean_psnr(images, args.processes), 2),
                          "bytes_per_image": round(statistics.fmean(len(data) for data in images.values())),
-                         "codec": codec_path(kind, sys.executable if kind == "img2dataset" else
-                                             args.baseline_python if kind == "baseline" else args.vlconvert_python)}
+                         "codec": codec_path(kind, out)}
 
     i2d_key = max((k for k in results if k.startswith("img2dataset")), key=lambda k: results[k]["best_images_per_s"])
-    vl_key = f"vlconvert (--workers {args.processes})"
+    vl_key = f"vlconvert {first} (--workers {args.processes})"
     i2d, vl = results[i2d_key], results[vl_key]
     summary = {
         "speedup_best": round(vl["best_images_per_s"] / i2d["best_images_per_s"], 2),
@@ -356,18 +374,26 @@ def main() -> None:
         summary["baseline_speedup_median"] = round(base["median_images_per_s"] / i2d["median_images_per_s"], 2)
     if len(worker_counts) == 2:
         summary["vlconvert_scaling_2_vs_1_workers"] = round(
-            vl["best_images_per_s"] / results["vlconvert (--workers 1)"]["best_images_per_s"], 2)
+            vl["best_images_per_s"] / results[f"vlconvert {first} (--workers 1)"]["best_images_per_s"], 2)
+        summary["vlconvert_images_per_s_per_core_after_startup"] = results[f"vlconvert {first} (--workers 1)"]["images_per_s_after_startup"]
+    for name in results:
+        if name != vl_key and name.startswith("vlconvert"):
+            summary[f"{name} / {vl_key}, after start-up"] = round(
+                results[name]["images_per_s_after_startup"] / vl["images_per_s_after_startup"], 2)
 
     print(f"\n{len(paths)} JPEGs, shorter side -> 256, JPEG q95, {args.processes} processes, {os.cpu_count()} CPUs, "
           f"best/median of {args.repeat}")
-    print(f"{'tool':32} {'images':>6} {'best img/s':>10} {'median img/s':>12} {'start-up s':>10} {'img/s after':>11} {'PSNR dB':>8} "
+    print(f"{'tool':36} {'images':>6} {'best img/s':>10} {'median img/s':>12} {'start-up s':>10} {'img/s after':>11} {'PSNR dB':>8} "
           f"{'bytes/img':>9}")
     for name, r in results.items():
-        print(f"{name:32} {r['images']:>6} {r['best_images_per_s']:>10.1f} {r['median_images_per_s']:>12.1f} "
+        print(f"{name:36} {r['images']:>6} {r['best_images_per_s']:>10.1f} {r['median_images_per_s']:>12.1f} "
               f"{r['startup_seconds']:>10.2f} {r['images_per_s_after_startup']:>11.1f} {r['psnr_db']:>8.2f} {r['bytes_per_image']:>9,}")
     for name, r in results.items():
         print(f"  {name}: {r['codec']}")
-    print(f"vlconvert / best img2dataset: {summary['speedup_best']}x (best), {summary['speedup_median']}x (median), "
+    for key, value in summary.items():
+        if " / " in key:
+            print(f"{key}: {value}x")
+    print(f"{vl_key} / best img2dataset: {summary['speedup_best']}x (best), {summary['speedup_median']}x (median), "
           f"{summary['speedup_after_startup']}x after start-up; PSNR {summary['psnr_difference_db']:+.2f} dB")
     if "vlconvert_scaling_2_vs_1_workers" in summary:
         print(f"vlconvert {args.processes} workers / 1 worker: {summary['vlconvert_scaling_2_vs_1_workers']}x")

@@ -13,6 +13,7 @@ import vlconvert
 from vlconvert import VLConvertError
 from vlconvert.config import config_keys, load_config
 from vlconvert.options import OPTIONS
+from vlconvert.pipeline import opencv_resize
 
 KEYS = config_keys()
 RECORDED = [o.name for o in OPTIONS if o.recorded]
@@ -20,6 +21,10 @@ RECORDED = [o.name for o in OPTIONS if o.recorded]
 VLCONVERT = shutil.which("vlconvert", path=str(Path(sys.executable).parent)) or "vlconvert"
 DOC = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
 DOC_TOML = DOC.split("```toml\n")[1].split("```")[0]
+
+
+# --image-codec auto is recorded as the path it chose: OpenCV's where vlconvert[fast] is installed.
+CODEC = "opencv" if opencv_resize.available() else "pillow"
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -44,7 +49,7 @@ def test_a_manifest_repeats_its_build_byte_for_byte(tmp_path):
         "adapter": "inat2021", "root": str(EXAMPLE), "splits": ["train", "val"], "templates": ["taxonomic"],
         "template_mix": {"scientific": 0.3, "common": 0.7}, "all_templates": False, "zeroshot_prompts": "openai_imagenet",
         "holdout_classes": "0.25", "resize": 40, "resize_mode": "center_crop", "image_format": "jpg", "quality": 80,
-        "upscale": False, "max_image_bytes": 256 << 20, "max_image_pixels": 178_956_970,
+        "image_codec": CODEC, "upscale": False, "max_image_bytes": 256 << 20, "max_image_pixels": 178_956_970,
         "shard_size": 25, "shard_max_bytes": 600_000, "seed": 11, "strict": False,
         "max_error_rate": 0.5, "adapter_options": {},
     }
@@ -73,7 +78,8 @@ def test_the_documented_build_toml_sets_every_option(tmp_path):
         "adapter": "inat2021", "root": "examples/inat2021_mini", "splits": ["train", "val"],
         "templates": ["taxonomic_common", "scientific"], "template_mix": {"scientific": 0.3, "common": 0.3, "taxonomic": 0.4},
         "all_templates": False, "zeroshot_prompts": "simple", "holdout_classes": 0.25, "resize": 256,
-        "resize_mode": "shorter", "image_format": "auto", "quality": 95, "upscale": False, "max_image_bytes": 256 << 20,
+        "resize_mode": "shorter", "image_format": "auto", "quality": 95, "image_codec": CODEC, "upscale": False,
+        "max_image_bytes": 256 << 20,
         "max_image_pixels": 178_956_970, "shard_size": 1000,
         "shard_max_bytes": 1 << 30, "seed": 0, "strict": False, "max_error_rate": 0.001, "adapter_options": {},
     }

@@ -136,3 +136,29 @@ def test_the_one_pass_reader_cuts_past_look_alike_text(monkeypatch, layout):
     lists = _json_lists.read_lists(io.BytesIO(text), {name: got[name].extend for name in got})
     assert lists == set(got)
     assert got == {name: document[name] for name in got}
+
+
+@pytest.mark.parametrize("text", [
+    '{"images": [{"id": 1}, {"id": 2}',  # cut off mid-list, as by a kill during a copy
+    '{"images": [{"id": 1, "deep": ' + "[" * 5000 + "]" * 5000 + "}]}",  # deeper than msgspec recurses, inside an item
+    '\ufeff{"images": [{"id": 1}]}',  # a byte-order mark
+])
+def test_damaged_files_go_to_the_careful_reader(tmp_path, text):
+    with pytest.raises(_json_lists.NotPlain):
+        _fast(text)
+    path = tmp_path / "doc.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(VLConvertError) as fast:
+        read_lists(None, str(path), {"images": {}}, open_file=_open)
+    with pytest.raises(VLConvertError) as careful:
+        read_list(None, str(path), "images", open_file=_open)
+    assert str(fast.value) == str(careful.value)
+
+
+def test_a_value_over_the_block_limit_goes_to_the_careful_reader(monkeypatch):
+    monkeypatch.setattr(_json_lists, "MAX_BLOCK_BYTES", 1 << 12)
+    monkeypatch.setattr(_json_lists, "BLOCK_BYTES", 1 << 10)
+    with pytest.raises(_json_lists.NotPlain):
+        _fast('{"images": [{"id": 1, "note": "' + "x" * 10_000 + '"}]}')
+    with pytest.raises(_json_lists.NotPlain):
+        _fast('{"info": "' + "x" * 300_000 + '", "images": []}')

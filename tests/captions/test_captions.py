@@ -229,3 +229,17 @@ def test_bad_mix_weights_are_refused(mix):
 
 def test_mix_names_are_stripped():
     assert [t.name for t, _ in caption_spec(mix={" scientific ": 1, "common": 1}).primary] == ["scientific", "common"]
+
+
+def test_a_template_without_record_fields_is_rendered_once_per_class_and_one_with_them_per_record(tmp_path, inat):
+    cls = inat["Trichonephila clavata"]
+    per_record = tmp_path / "observed.j2"
+    per_record.write_text("{{ name }} seen on {{ meta.date[:10] }}", encoding="utf-8")
+    per_class = tmp_path / "plain.j2"
+    per_class.write_text("{% set meta = 'shadowed' %}a photo of {{ name }} {{ meta }}", encoding="utf-8")
+    templates = load_templates([str(per_record), str(per_class)])
+    renderer = CaptionRenderer(templates, [ClassInfo(0, cls.name, cls.common_name, cls.taxonomy, cls.extra)])
+    records = [Record(key=f"k{day}", image=b"", label=0, split="val", metadata={"date": f"2019-07-{day:02d}"}) for day in (1, 2)]
+    assert [renderer.render(templates[0], r) for r in records] == [f"{cls.name} seen on 2019-07-01", f"{cls.name} seen on 2019-07-02"]
+    assert [renderer.render(templates[1], r) for r in records] == [f"a photo of {cls.name} shadowed"] * 2
+    assert list(renderer._rendered) == [("plain", 0)]

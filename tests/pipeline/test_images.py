@@ -1,11 +1,26 @@
-"""Image preparation on real images drawn with Pillow: pass-through, resize modes, formats, colour modes."""
+"""Image preparation on real images drawn with Pillow: pass-through, resize modes, formats, colour modes.
 
+Every test runs on each codec path (``--image-codec``): Pillow's, and OpenCV's where it is installed.
+"""
+
+import functools
 import io
+import os
 
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from vlconvert.pipeline.images import ImageError, ImageOptions, prepare
+from vlconvert.pipeline import images
+from vlconvert.pipeline.images import ImageError, prepare
+
+CODECS = ["pillow"] + ([] if os.environ.get("VLCONVERT_TEST_WITHOUT_OPENCV") else ["opencv"])
+ImageOptions = images.ImageOptions
+
+
+@pytest.fixture(autouse=True, params=CODECS)
+def codec(request, monkeypatch):
+    monkeypatch.setitem(globals(), "ImageOptions", functools.partial(images.ImageOptions, codec=request.param))
+    return request.param
 
 
 def encode(img: Image.Image, fmt: str = "JPEG", **params) -> bytes:

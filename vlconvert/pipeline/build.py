@@ -130,6 +130,8 @@ def build(adapter: str | Adapter, root: str, out: str, *, progress: Callable[[Pr
     name = adapter if isinstance(adapter, str) else getattr(adapter, "name", type(adapter).__name__)
     settings = resolve({**options, "adapter": name, "root": root, "out": out})
     target = check(adapter, settings)
+    # "auto" is recorded as the codec it chose, so a rebuild from the manifest takes the same path (and bytes).
+    settings = settings.replace(image_codec=target.image.codec)
     with _input_errors():
         plan = make_plan(target.source, name, settings)
     settings = settings.replace(splits=list(plan.splits))
@@ -160,7 +162,7 @@ def check(adapter: str | Adapter, settings: BuildOptions) -> Target:
     """Everything that can be checked before the (long) planning, so a typo costs seconds, not the read of train.json."""
     try:
         image = ImageOptions(settings.resize, settings.resize_mode, settings.image_format, settings.quality, settings.upscale,
-                             settings.max_image_pixels)
+                             settings.max_image_pixels, settings.image_codec)
     except ValueError as exc:
         raise VLConvertError(str(exc)) from None
     check_no_glob(settings.out, "--out")

@@ -12,6 +12,7 @@ import io
 import threading
 from contextlib import contextmanager
 
+import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
@@ -35,7 +36,7 @@ def check_decodes(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> No
     with decode_errors(Exception), Image.open(io.BytesIO(data)) as img:
         check_budget(img, data, max_pixels)
         if img.format in JPEG_FORMATS:
-            decode_jpeg(data, img, 8)
+            verify_jpeg(data, img)
         else:
             load_whole(img, data)
 
@@ -80,6 +81,14 @@ def check_budget(img: Image.Image, data: bytes, max_pixels: int) -> None:
                              f"{SCANS_PER_PIXEL_BUDGET} scans of the largest image allowed (--max-image-pixels)")
 
 
+def verify_jpeg(data: bytes, img: Image.Image) -> None:
+    """Decode ``data`` strictly at 1/8 scale and drop the pixels: every coefficient is still read, so a corrupt or
+    cut-off JPEG fails here as on a full decode, for an eighth of the pixel work (and no image object)."""
+    size = (-(-img.width // 8), -(-img.height // 8))
+    colorspace, channels = ("RGB", 3) if img.mode in ("RGB", "L") else ("CMYK", 4)
+    simplejpeg.decode_jpeg(data, colorspace=colorspace, min_width=size[0], min_height=size[1], buffer=_buffer(size, channels))
+
+
 def decode_jpeg(data: bytes, img: Image.Image, reduce: int) -> Image.Image:
     """``data`` decoded by libjpeg-turbo at 1/``reduce`` scale (1, 2, 4 or 8), strictly: a libjpeg
     warning (corrupt or missing data) is an error.  Same pixels as Pillow's ``draft`` at that scale."""
@@ -96,6 +105,19 @@ def decode_jpeg(data: bytes, img: Image.Image, reduce: int) -> Image.Image:
     pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=size[0], min_height=size[1], buffer=_buffer(size, 3))
     rows, columns = pixels.shape[:2]
     return Image.frombuffer("RGB", (columns, rows), pixels, "raw", "RGB", 0, 1)  # a copy: the buffer is reused
+
+
+def decode_jpeg_scaled(data: bytes, img: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """An RGB ``data`` decoded strictly at the smallest of libjpeg-turbo's M/8 scales that keeps it no smaller
+    than ``size``, and that scale.  The array is a view of a buffer the next decode on this thread reuses."""
+    width, height = img.size
+    eighths = next((m for m in range(1, 8) if -(-width * m // 8) >= size[0] and -(-height * m // 8) >= size[1]), 8)
+    scaled = (-(-width * eighths // 8), -(-height * eighths // 8))
+    pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=scaled[0], min_height=scaled[1], buffer=_buffer(scaled, 3))
+    if pixels.shape[:2] != scaled[::-1]:  # libjpeg-turbo chose another scale: no exact geometry to resize from
+        raise ImageError(f"cannot decode image: libjpeg-turbo decoded {pixels.shape[1]}x{pixels.shape[0]} "
+                         f"where {scaled[0]}x{scaled[1]} was asked")
+    return pixels, eighths / 8
 
 
 _buffers = threading.local()

@@ -32,9 +32,12 @@ import io
 import math
 from dataclasses import dataclass
 
+import PIL
+import simplejpeg
 from PIL import ExifTags, Image
 
-from vlconvert.options import DEFAULT_MAX_IMAGE_PIXELS, OUTPUT_FORMATS, RESIZE_MODES
+from vlconvert.options import DEFAULT_MAX_IMAGE_PIXELS, IMAGE_CODECS, OUTPUT_FORMATS, RESIZE_MODES
+from vlconvert.pipeline import opencv_resize
 from vlconvert.pipeline.decode import (
     DECODE_ERRORS,
     JPEG_FORMATS,
@@ -43,6 +46,7 @@ from vlconvert.pipeline.decode import (
     decode_errors,
     decode_jpeg,
     load_whole,
+    verify_jpeg,
 )
 
 # open_clip's loader looks for exactly these members; anything else is re-encoded.
@@ -71,6 +75,11 @@ _WEBP_METHOD = 4
 # 54 dB from plain Lanczos.
 _REDUCING_GAP = 3.0
 _SIXTEEN_BIT = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
+# What each codec does to a JPEG it shrinks (anything else takes Pillow's path on both).
+CODEC_PATHS = {
+    "pillow": "libjpeg-turbo (simplejpeg) decode at 1/1, 1/2, 1/4 or 1/8 scale, Pillow Lanczos, Pillow (libjpeg-turbo) encode",
+    "opencv": "libjpeg-turbo (simplejpeg) decode at M/8 scale, OpenCV bicubic at the exact scale, simplejpeg (libjpeg-turbo) encode",
+}
 
 
 
@@ -93,8 +102,15 @@ class ImageOptions:
     quality: int = 95
     upscale: bool = False
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    codec: str = "auto"  # auto: opencv when OpenCV is installed, else pillow (resolved here, in the parent process)
 
     def __post_init__(self):
+        if self.codec not in IMAGE_CODECS:
+            raise ValueError(f"image codec must be one of {', '.join(IMAGE_CODECS)}, got {self.codec!r}")
+        if self.codec == "auto":
+            object.__setattr__(self, "codec", "opencv" if opencv_resize.available() else "pillow")
+        if self.codec == "opencv" and not opencv_resize.available():
+            raise ValueError("--image-codec opencv needs OpenCV: pip install 'vlconvert[fast]'")
         if self.mode not in RESIZE_MODES:
             raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {self.mode!r}")
         if self.format not in OUTPUT_FORMATS:
@@ -106,7 +122,13 @@ class ImageOptions:
 
     def describe(self) -> dict:
         return {"size": self.size, "resize_mode": self.mode if self.size else "none", "format": self.format,
-                "quality": self.quality, "upscale": self.upscale, "max_pixels": self.max_pixels}
+                "quality": self.quality, "upscale": self.upscale, "max_pixels": self.max_pixels, "codec": self.codec,
+                "codec_path": CODEC_PATHS[self.codec], "codec_libraries": self.libraries()}
+
+    def libraries(self) -> dict[str, str]:
+        """The versions that decide the bytes of a re-encoded image on this codec path."""
+        found = {"pillow": PIL.__version__, "simplejpeg": simplejpeg.__version__}
+        return {**found, "opencv": opencv_resize.version()} if self.codec == "opencv" else found
 
 
 @dataclass(frozen=True)
@@ -127,7 +149,7 @@ def prepare(data: bytes, options: ImageOptions, crop=None) -> PreparedImage:
         orientation = _orientation(img)
         if crop is None and _passes_through(img, options, orientation):
             if jpeg:
-                decode_jpeg(data, img, 8)  # 1/8 scale still reads every coefficient
+                verify_jpeg(data, img)
             return PreparedImage(data, _PASSTHROUGH_FORMATS[img.format], img.width, img.height)
         return _reencode(img, data, options, orientation, crop)
 
@@ -184,6 +206,10 @@ def _reencode(img: Image.Image, data: bytes, options: ImageOptions, orientation:
     sideways = orientation in _SIDEWAYS
     size, centre = _geometry(region[::-1] if sideways else region, options)
     size = size[::-1] if sideways else size  # resized as stored, turned upright after: less to turn
+    if (options.codec == "opencv" and img.format in JPEG_FORMATS and img.mode in ("RGB", "L") and crop is None
+            and options.format != "webp" and size[0] < region[0] and size[1] <= region[1]):
+        data, width, height = opencv_resize.shrink_jpeg(data, img, size, centre, orientation, options.quality)
+        return PreparedImage(data, "jpg", width, height)
     if img.format in JPEG_FORMATS:
         reduce = _jpeg_reduction(img.size, size, box) if size[0] < region[0] else 1
         img = decode_jpeg(data, img, reduce)

@@ -132,11 +132,9 @@ class TarPart:
         self._add(_tar_entries(key, members))
 
     def _add(self, entries: list[tuple[bytes, bytes, bytes]]) -> None:
-        for header, data, padding in entries:
-            self._out.write(header)
-            self._out.write(data)
-            if padding:
-                self._out.write(padding)
+        # One write (and one hash update) per sample: a write per header, data and padding was 12 calls through
+        # fsspec's file wrapper per sample, ~3% of a resizing build.
+        self._out.write(b"".join(part for entry in entries for part in entry))
         self.samples += 1
 
     def close(self) -> ShardInfo:
