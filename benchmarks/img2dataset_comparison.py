@@ -10,7 +10,7 @@ are for the corpus and for benchmarks/jpeg_reduced_decode.py):
 Run from the repository root:
 
     /tmp/venv-bench/bin/python benchmarks/img2dataset_comparison.py [--images 2000] [--repeat 2] [--json FILE] \
-        [--vlconvert-python PY] [--baseline-python OLD_PY]
+        [--vlconvert-python PY] [--baseline-python OLD_PY] [--codecs opencv pillow] [--ray]
 
 The corpus (``--corpus``, default /tmp/vlconvert-bench-corpus-N) is made once
 and reused: half about 500x375, half about 800x600 (a quarter of them
@@ -33,53 +33,42 @@ image with the original decoded in full by Pillow and resized with Lanczos to
 the same size.  It also reports the mean bytes of a written image and each tool's codec
 path (its decoding, resizing and encoding libraries, with versions).
 
-Measured on the 2-core development machine (Pillow 13.0, img2dataset 1.47,
-OpenCV 4.14; the 8,000-image run shared the CPU with another process at times):
+vlconvert runs once per ``--codecs`` value (default ``opencv pillow``: its two
+``--image-codec`` paths; the first is the one compared with img2dataset and the
+one run with one worker too), and with ``--ray`` once more on a local Ray
+instance with the same workers.  Each row's codec path is read from the
+build's own manifest.  ``--vlconvert-python`` names the Python whose vlconvert
+runs (it needs ``vlconvert[fast]`` for OpenCV's path, ``[ray]`` for Ray).
 
-    $ /tmp/venv-bench/bin/python benchmarks/img2dataset_comparison.py --repeat 3   (nothing else running)
-    2000 JPEGs, shorter side -> 256, JPEG q95, 2 processes, 2 CPUs, best/median of 3
-    tool                             images best img/s median img/s start-up s img/s after  PSNR dB
-    img2dataset (thread_count=256)     2000      254.0        251.5       2.94       401.0    37.76
-    img2dataset (thread_count=4)       2000      260.1        257.2       2.66       393.8    37.76
-    vlconvert (--workers 2)            2000      431.8        402.9       0.59       490.1    39.35
-    vlconvert (--workers 1)            2000      233.2        222.5       0.39       241.8    39.35
-    vlconvert / best img2dataset: 1.66x (best), 1.57x (median), 1.24x after start-up; PSNR +1.59 dB
-    vlconvert 2 workers / 1 worker: 1.85x
+Measured on the 2-core development machine, 2026-12-02 (the last of three such
+runs that day; the two before, a little before the last small savings, gave
+1.99x and 1.98x after start-up: docs/scale.md):
 
-    $ /tmp/venv-bench/bin/python benchmarks/img2dataset_comparison.py --images 8000 --repeat 2 --threads 4
-    8000 JPEGs, shorter side -> 256, JPEG q95, 2 processes, 2 CPUs, best/median of 2
-    tool                             images best img/s median img/s start-up s img/s after  PSNR dB
-    img2dataset (thread_count=4)       8000      421.7        406.5       2.61       487.6    37.78
-    vlconvert (--workers 2)            8000      477.3        475.8       0.55       492.4    39.36
-    vlconvert (--workers 1)            8000      254.4        254.3       0.39       257.0    39.36
-    vlconvert / best img2dataset: 1.13x (best), 1.17x (median), 1.01x after start-up; PSNR +1.58 dB
-    vlconvert 2 workers / 1 worker: 1.88x
+    $ /tmp/venv-bench/bin/python benchmarks/img2dataset_comparison.py --images 8000 --repeat 3 --ray \
+          --vlconvert-python .venv/bin/python
+    8000 JPEGs, shorter side -> 256, JPEG q95, 2 processes, 2 CPUs, best/median of 3
+    tool                                 images best img/s median img/s start-up s img/s after  PSNR dB bytes/img
+    img2dataset (thread_count=256)         8000      411.4        404.0       2.80       479.4    37.78    36,151
+    img2dataset (thread_count=4)           8000      420.7        411.8       2.65       487.8    37.78    36,151
+    vlconvert opencv (--workers 2)         8000      942.9        927.4       0.66      1019.6    38.43    38,565
+    vlconvert opencv (--workers 1)         8000      503.6        499.9       0.43       516.4    38.43    38,565
+    vlconvert pillow (--workers 2)         8000      476.8        469.4       0.71       496.7    39.36    37,749
+    vlconvert opencv (Ray, 2 workers)      8000      626.5        621.1       4.83      1005.8    38.43    38,565
+      img2dataset (…): OpenCV 4.14.0: cv2.imdecode, INTER_AREA, cv2.imencode
+      vlconvert opencv (…): opencv: libjpeg-turbo (simplejpeg) decode at M/8 scale, OpenCV bicubic at the exact
+          scale, simplejpeg (libjpeg-turbo) encode (pillow 13.0.0, simplejpeg 1.9.0, opencv 5.1.0.95)
+      vlconvert pillow (…): pillow: libjpeg-turbo (simplejpeg) decode at 1/1, 1/2, 1/4 or 1/8 scale, Pillow
+          Lanczos, Pillow (libjpeg-turbo) encode (pillow 13.0.0, simplejpeg 1.9.0)
+    vlconvert pillow (--workers 2) / vlconvert opencv (--workers 2), after start-up: 0.49x
+    vlconvert opencv (Ray, 2 workers) / vlconvert opencv (--workers 2), after start-up: 0.99x
+    vlconvert opencv (--workers 2) / best img2dataset: 2.24x (best), 2.25x (median), 2.09x after start-up; PSNR +0.65 dB
+    vlconvert 2 workers / 1 worker: 1.87x
 
-Against an earlier vlconvert, in the same rounds (``--baseline-python`` names the Python it is
-installed for; each vlconvert runs outside the repository, so ``python -m vlconvert`` imports the
-installed one), after issue 13's hardening (strict JPEG decoding, the read policy, the decode
-budget), on a busier day:
-
-    $ /tmp/venv-bench/bin/python benchmarks/img2dataset_comparison.py --repeat 3 \
-          --vlconvert-python .venv/bin/python --baseline-python /tmp/venv-bench/bin/python
-    tool                             images best img/s median img/s start-up s img/s after  PSNR dB
-    img2dataset (thread_count=256)     2000      222.8        178.5       3.48       360.3    37.76
-    img2dataset (thread_count=4)       2000      201.9        174.7       3.28       298.6    37.76
-    vlconvert (--workers 2)            2000      324.3        263.0       0.83       371.3    39.35
-    vlconvert (--workers 1)            2000      164.4        140.0       0.51       170.0    39.35
-    vlconvert baseline (--workers 2)   2000      303.9        252.5       0.82       343.6    39.35
-    vlconvert / best img2dataset: 1.46x (best), 1.47x (median), 1.03x after start-up; PSNR +1.59 dB
-    baseline / best img2dataset: 1.36x (best), 1.41x (median); vlconvert / baseline: 1.067x (best), 1.042x (median)
-
-The two write byte-identical shards: libjpeg-turbo through simplejpeg gives exactly the
-pixels Pillow's ``draft`` decode gave.
-
-So much of vlconvert's lead on 2,000 images is img2dataset's 2.5-3 s start-up;
-per image vlconvert is 1.01-1.24x faster across runs, and 1.6 dB closer to the
-reference.  Both
-spend most of their time in libjpeg-turbo decoding and in resampling;
-vlconvert's Lanczos costs more than img2dataset's INTER_AREA and is that much
-sharper (benchmarks/jpeg_reduced_decode.py).
+Both tools spend most of their time in libjpeg-turbo: the decode of the whole
+entropy-coded file is the floor.  img2dataset decodes at full size and
+resizes with INTER_AREA; vlconvert's OpenCV path decodes at the smallest M/8
+scale no smaller than the target and leaves OpenCV's bicubic little to do;
+Pillow's path (Lanczos) is 0.9 dB sharper still and half as fast.
 """
 
 from __future__ import annotations
