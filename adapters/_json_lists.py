@@ -20,9 +20,11 @@ this one only ever answers for files both read the same.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
 
+import ijson
 import msgspec
 
 BLOCK_BYTES = 4 << 20
@@ -32,7 +34,6 @@ _READ_BYTES = 16 << 20
 MAX_FALSE_CUTS = 8
 _NOT_WHITESPACE = re.compile(rb"[^ \t\n\r]")
 _ITEM_GAP = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")
-_LIST_END = re.compile(rb"\}[ \t\n\r]*\]")
 _KEY = re.compile(rb'"(?:[^"\\\x00-\x1f]|\\.){0,4096}"')
 _decode_objects = msgspec.json.Decoder(list[dict]).decode  # every item must be an object
 _decode_raw = msgspec.json.Decoder(msgspec.Raw).decode
@@ -93,6 +94,8 @@ def read_lists(raw, wanted: dict[str, Callable[[list[dict]], None]]) -> set[str]
             key = _key(stream)
             if key in keys:
                 raise NotPlain(f"key {key!r} given twice")
+            if not key or "." in key:  # ijson's prefixes: "images.item" or "" would read as part of a list, or the file
+                raise NotPlain(f"key {key!r} reads differently under ijson's prefixes")
             keys.add(key)
             stream.expect(b":")
             stream.skip_whitespace()
@@ -135,11 +138,13 @@ def _skip_value(stream: _Stream) -> None:
         window = stream.buf[stream.pos:stream.pos + size]
         try:
             _decode_raw(window)
+            _check_as_ijson(window)
             stream.pos += len(window)
             return
         except msgspec.DecodeError as exc:
             trailing = re.search(r"trailing characters \(byte (\d+)\)", str(exc))
             if trailing:  # the byte after the value and its whitespace, counted from 1
+                _check_as_ijson(window[:int(trailing.group(1)) - 1])
                 stream.pos += int(trailing.group(1)) - 1
                 return
             if "truncated" not in str(exc) or len(window) < size or size >= MAX_BLOCK_BYTES:
@@ -147,6 +152,16 @@ def _skip_value(stream: _Stream) -> None:
             size *= 4
         except RecursionError as exc:
             raise NotPlain("nested too deep") from exc
+
+
+def _check_as_ijson(value: bytes) -> None:
+    """A value this reader only steps over is still held to what the careful reader's parser accepts (UTF-8,
+    numbers within 64 bits): msgspec's skip checks only the structure."""
+    try:
+        for _ in ijson.basic_parse(io.BytesIO(value), use_float=True):
+            pass
+    except (ijson.JSONError, UnicodeDecodeError) as exc:
+        raise NotPlain(str(exc)) from exc
 
 
 def _read_list(stream: _Stream, feed: Callable[[list[dict]], None]) -> None:
@@ -169,26 +184,53 @@ def _read_list(stream: _Stream, feed: Callable[[list[dict]], None]) -> None:
 def _next_block(stream: _Stream) -> tuple[list[dict], int, bool]:
     """The next block of whole items, its length in bytes, and whether the list ends right after it.
 
-    Cuts are tried in order: ends of the list (``}]``) from the start, gaps between items (``}, {``)
-    from ``BLOCK_BYTES`` on; the first whose block decodes as a list of objects is the one.  Text that
-    only looks like a cut (inside a string, or a nested list) is rare; a file full of it is left to
-    the careful reader rather than decoded again and again."""
+    The cut tried first is a gap between items (``}, {``) from ``BLOCK_BYTES`` on.  When there is none,
+    or it was not one, the list may end in the window: msgspec, reading the window as a list, says
+    where that list closes (its "trailing characters"), so nested ``}]`` are never taken for the end.
+    Text that only looks like a gap is rare; a file full of it is left to the careful reader rather
+    than decoded again and again."""
     tried, failures, window = 0, 0, 2 * BLOCK_BYTES
     while failures < MAX_FALSE_CUTS and window <= MAX_BLOCK_BYTES:
         stream.fill(window)
         limit = min(stream.pos + window, len(stream.buf))
-        end = _LIST_END.search(stream.buf, stream.pos + tried, limit)
         gap = _ITEM_GAP.search(stream.buf, stream.pos + max(tried, BLOCK_BYTES), limit)
-        cuts = [(m.start() + 1 - stream.pos, m is end) for m in (end, gap) if m]
-        if not cuts:
-            if limit == len(stream.buf) and stream.eof:
-                break
-            window *= 2
-            continue
-        length, last = min(cuts)
-        try:
-            return _decode_objects(b"[" + stream.buf[stream.pos:stream.pos + length] + b"]"), length, last
-        except (msgspec.DecodeError, RecursionError):
-            tried, failures = length, failures + 1
+        if gap:
+            length = gap.start() + 1 - stream.pos
+            try:
+                return _decode_objects(b"[" + stream.buf[stream.pos:stream.pos + length] + b"]"), length, False
+            except (msgspec.DecodeError, RecursionError):
+                tried, failures = length, failures + 1
+        end = _list_end(stream.buf[stream.pos:limit])
+        if end is not None:
+            return _decode(stream.buf[stream.pos:stream.pos + end] + b"]"), end, True
+        if gap:
             window = max(window, tried + BLOCK_BYTES)
+        elif limit == len(stream.buf) and stream.eof:
+            break
+        else:
+            window *= 2
     raise NotPlain("no cut between whole items found")
+
+
+def _list_end(window: bytes) -> int | None:
+    """Where in ``window`` (the inside of a list, from an item on) the list's closing bracket is; None when
+    the list goes on past the window."""
+    try:
+        _decode_raw(b"[" + window)
+    except msgspec.DecodeError as exc:
+        if "truncated" in str(exc):
+            return None
+        trailing = re.search(r"trailing characters \(byte (\d+)\)", str(exc))
+        if not trailing:
+            raise NotPlain(str(exc)) from exc
+        return window.rindex(b"]", 0, int(trailing.group(1)) - 2)  # the bracket before the next token
+    except RecursionError as exc:
+        raise NotPlain("nested too deep") from exc
+    return window.rindex(b"]")  # the window ends with the list
+
+
+def _decode(block: bytes) -> list[dict]:
+    try:
+        return _decode_objects(b"[" + block)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise NotPlain(str(exc)) from exc

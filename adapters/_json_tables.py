@@ -96,7 +96,8 @@ def read_lists(fs, path: str, sections: dict[str, dict], open_file: Callable[[st
     try:
         collectors = {name: ListChunks(path, name, **options) for name, options in sections.items()}
         with opener(path) as raw:
-            lists = fast_read_lists(raw, {name: c.add for name, c in collectors.items()})
+            # Through the same guard as the careful reader: its depth and value-size limits hold on both paths.
+            lists = fast_read_lists(NestingGuard(raw, path), {name: c.add for name, c in collectors.items()})
         tables = {name: collector.table() for name, collector in collectors.items()}
         if lists == set(sections):
             return {name: table if table is not None else pa.table({}) for name, table in tables.items()}
@@ -138,6 +139,8 @@ def read_list(
     except ijson.JSONError as exc:
         # yajl's message draws the spot on further lines; the first one says what is wrong.
         raise VLConvertError(f"{path}: not valid JSON ({str(exc).strip().splitlines()[0].strip()})") from exc
+    except UnicodeDecodeError as exc:  # yajl passes overlong or surrogate UTF-8 sequences to Python's decoder
+        raise VLConvertError(f"{path}: not valid JSON (a string is not valid UTF-8: {exc.reason} at byte {exc.start})") from exc
     table = collector.table()
     if table is None:
         if section:
@@ -153,16 +156,19 @@ def _require_section(opener, path: str, section: str) -> None:
     # Only reached when the list yielded nothing: tell "empty" from "absent" from "not a list".
     try:
         with opener(path) as raw:
-            for prefix, event, _ in ijson.parse(NestingGuard(raw, path), buf_size=_READ_BUFFER):
+            for position, (prefix, event, _) in enumerate(ijson.parse(NestingGuard(raw, path), buf_size=_READ_BUFFER)):
                 if prefix == section and event != "map_key":
                     if event == "start_array":
                         return  # an empty list
                     raise VLConvertError(f"{path}: {section!r} must be a list, but it is {_EVENT_KINDS.get(event, event)}")
-                if prefix == "" and event in ("start_array", "string", "number", "boolean", "null"):
+                # Only the first event is the document's own: a value under the key "" has the prefix "" too.
+                if position == 0 and event in ("start_array", "string", "number", "boolean", "null"):
                     raise VLConvertError(f"{path}: the file is {_EVENT_KINDS.get(event, 'a list')}, not an object "
                                          f"holding the {section!r} list; is this a COCO-style annotation file?")
     except ijson.JSONError as exc:
         raise VLConvertError(f"{path}: not valid JSON ({str(exc).strip().splitlines()[0].strip()})") from exc
+    except UnicodeDecodeError as exc:
+        raise VLConvertError(f"{path}: not valid JSON (a string is not valid UTF-8: {exc.reason} at byte {exc.start})") from exc
     raise VLConvertError(f"{path}: has no {section!r} list; is this a COCO-style annotation file?")
 
 

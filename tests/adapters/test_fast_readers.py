@@ -162,3 +162,60 @@ def test_a_value_over_the_block_limit_goes_to_the_careful_reader(monkeypatch):
         _fast('{"images": [{"id": 1, "note": "' + "x" * 10_000 + '"}]}')
     with pytest.raises(_json_lists.NotPlain):
         _fast('{"info": "' + "x" * 300_000 + '", "images": []}')
+
+
+# Found by a red team: each case once made the one-pass reader and the careful one disagree.
+_DEEP = "[" * 70 + "]" * 70
+_RED_TEAM = [
+    '{"images": [{"id": 1}], "images.item": {"id": 2}, "annotations": []}',  # ijson reads a dotted key as the list's
+    '{"images": [{"id": 1}], "images.item": [1, 2], "annotations": []}',
+    '{"images": [{"a": 1}], "annotations": [], "annotations.item": {"b": 2}}',
+    '{"images": [{"id": 1}], "info": ' + _DEEP + ', "annotations": []}',  # past the guard's 64 levels, outside a list
+    '{"images": [{"id": 1, "d": ' + _DEEP + '}], "annotations": []}',  # and inside an item
+    '{"info": 1e400, "images": [{"a": 1}], "annotations": []}',  # skipped values yajl refuses
+    '{"info": {"big": 9223372036854775808}, "images": [{"a": 1}], "annotations": []}',
+    '{"": 1, "images": [{"a": 1}], "annotations": []}',  # the empty key shares the document's prefix
+    '{"": [], "images": [{"a": 1}], "annotations": []}',
+]
+
+
+@pytest.mark.parametrize("text", _RED_TEAM)
+def test_the_red_teams_files_read_as_the_careful_reader_reads_them(tmp_path, text):
+    path = tmp_path / "doc.json"
+    path.write_text(text, encoding="utf-8")
+    _same_as_careful(path)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"info": "\xff", "images": [{"a": 1}], "annotations": []}',  # invalid UTF-8 in a skipped value
+    b'{"info": {"\xff": 1}, "images": [{"a": 1}], "annotations": []}',
+    b'{"info": "\xc0\xaf", "images": [{"a": 1}], "annotations": []}',  # overlong UTF-8
+    b'{"images": [{"s": "\xed\xa0\x80"}], "annotations": []}',  # an encoded surrogate, inside an item
+])
+def test_invalid_utf8_anywhere_is_a_one_line_error_on_both_paths(tmp_path, raw):
+    path = tmp_path / "doc.json"
+    path.write_bytes(raw)
+    assert "not valid JSON" in _same_as_careful(path)
+
+
+def _same_as_careful(path) -> str:
+    """Both readers give the same lists, or the same error (whose message is returned)."""
+    sections = {"images": {}, "annotations": {}}
+    try:
+        careful = {name: read_list(None, str(path), name, open_file=_open).to_pylist() for name in sections}
+    except VLConvertError as exc:
+        with pytest.raises(VLConvertError) as raised:
+            read_lists(None, str(path), sections, open_file=_open)
+        assert str(raised.value) == str(exc)
+        return str(exc)
+    assert {name: table.to_pylist() for name, table in read_lists(None, str(path), sections, open_file=_open).items()} == careful
+    return ""
+
+
+def test_items_with_nested_lists_of_objects_stay_on_the_one_pass_reader(monkeypatch):
+    monkeypatch.setattr(_json_lists, "BLOCK_BYTES", 1 << 10)
+    images = [{"id": i, "attrs": [{"k": i}, {"k": -i}]} for i in range(3000)]  # a "}]" and a "}, {" in every item
+    got: dict[str, list] = {"images": [], "annotations": []}
+    text = json.dumps({"images": images, "annotations": [{"id": 1, "attrs": [{"k": 1}]}]}).encode()
+    assert _json_lists.read_lists(io.BytesIO(text), {name: got[name].extend for name in got}) == set(got)
+    assert got["images"] == images and got["annotations"] == [{"id": 1, "attrs": [{"k": 1}]}]

@@ -62,6 +62,11 @@ def test_the_opencv_path_gives_pillows_sizes_and_nearly_its_pixels(mode, size):
     fast = prepare(data, ImageOptions(256, mode, codec="opencv"))
     careful = prepare(data, ImageOptions(256, mode, codec="pillow"))
     assert (fast.width, fast.height, fast.extension) == (careful.width, careful.height, "jpg")
+    # A shrink that 1/8 .. 8/8 cannot bring within 4/3 of the target goes to Pillow (see the test below).
+    stored = (careful.width, careful.height) if mode != "center_crop" else None
+    if stored and not opencv_resize.shrinks_well(size, stored):
+        assert fast.data == careful.data
+        return
     assert fast.data != careful.data
     reference = np.asarray(source.resize((careful.width, careful.height), Image.Resampling.LANCZOS), dtype=np.float64) \
         if mode != "center_crop" else pixels(careful)
@@ -138,3 +143,15 @@ def test_the_manifest_names_the_codec_path_and_rebuilds_are_identical(tmp_path, 
         assert image["codec"] == codec and image["codec_path"].startswith("libjpeg-turbo")
         assert ("opencv" in image["codec_libraries"]) is (codec == "opencv")
     assert digests[0] == digests[1]
+
+
+@needs_opencv
+@pytest.mark.parametrize("target", [64, 128, 200, 300])
+def test_large_reductions_lose_nothing_against_pillows_path(target):
+    """A red team found OpenCV's bicubic 6-8 dB worse where 1/8 still left the image 1.5-6x the target: those go to Pillow."""
+    source = photo((3200, 2400))
+    data = jpeg(source)
+    fast = prepare(data, ImageOptions(target, codec="opencv"))
+    careful = prepare(data, ImageOptions(target, codec="pillow"))
+    reference = np.asarray(source.resize((careful.width, careful.height), Image.Resampling.LANCZOS), dtype=np.float64)
+    assert psnr(pixels(fast), reference) > psnr(pixels(careful), reference) - 1.0

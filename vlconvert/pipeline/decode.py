@@ -107,12 +107,18 @@ def decode_jpeg(data: bytes, img: Image.Image, reduce: int) -> Image.Image:
     return Image.frombuffer("RGB", (columns, rows), pixels, "raw", "RGB", 0, 1)  # a copy: the buffer is reused
 
 
+def jpeg_scale(full: tuple[int, int], size: tuple[int, int]) -> tuple[int, tuple[int, int]]:
+    """The smallest of libjpeg-turbo's M/8 scales that keeps an image of ``full`` size no smaller than ``size``:
+    M, and the size it decodes to."""
+    width, height = full
+    eighths = next((m for m in range(1, 8) if -(-width * m // 8) >= size[0] and -(-height * m // 8) >= size[1]), 8)
+    return eighths, (-(-width * eighths // 8), -(-height * eighths // 8))
+
+
 def decode_jpeg_scaled(data: bytes, img: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, float]:
     """An RGB ``data`` decoded strictly at the smallest of libjpeg-turbo's M/8 scales that keeps it no smaller
     than ``size``, and that scale.  The array is a view of a buffer the next decode on this thread reuses."""
-    width, height = img.size
-    eighths = next((m for m in range(1, 8) if -(-width * m // 8) >= size[0] and -(-height * m // 8) >= size[1]), 8)
-    scaled = (-(-width * eighths // 8), -(-height * eighths // 8))
+    eighths, scaled = jpeg_scale(img.size, size)
     pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=scaled[0], min_height=scaled[1], buffer=_buffer(scaled, 3))
     if pixels.shape[:2] != scaled[::-1]:  # libjpeg-turbo chose another scale: no exact geometry to resize from
         raise ImageError(f"cannot decode image: libjpeg-turbo decoded {pixels.shape[1]}x{pixels.shape[0]} "

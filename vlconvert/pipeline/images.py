@@ -78,7 +78,8 @@ _SIXTEEN_BIT = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 # What each codec does to a JPEG it shrinks (anything else takes Pillow's path on both).
 CODEC_PATHS = {
     "pillow": "libjpeg-turbo (simplejpeg) decode at 1/1, 1/2, 1/4 or 1/8 scale, Pillow Lanczos, Pillow (libjpeg-turbo) encode",
-    "opencv": "libjpeg-turbo (simplejpeg) decode at M/8 scale, OpenCV bicubic at the exact scale, simplejpeg (libjpeg-turbo) encode",
+    "opencv": "libjpeg-turbo (simplejpeg) decode at M/8 scale, OpenCV bicubic at the exact scale, simplejpeg (libjpeg-turbo) encode; "
+              "a JPEG still over 4/3 the target after 1/8 (or 2/8, 3/8) takes Pillow's path",
 }
 
 
@@ -207,7 +208,8 @@ def _reencode(img: Image.Image, data: bytes, options: ImageOptions, orientation:
     size, centre = _geometry(region[::-1] if sideways else region, options)
     size = size[::-1] if sideways else size  # resized as stored, turned upright after: less to turn
     if (options.codec == "opencv" and img.format in JPEG_FORMATS and img.mode in ("RGB", "L") and crop is None
-            and options.format != "webp" and size[0] < region[0] and size[1] <= region[1]):
+            and options.format != "webp" and size[0] < region[0] and size[1] <= region[1]
+            and opencv_resize.shrinks_well(img.size, size)):
         data, width, height = opencv_resize.shrink_jpeg(data, img, size, centre, orientation, options.quality)
         return PreparedImage(data, "jpg", width, height)
     if img.format in JPEG_FORMATS:

@@ -9,8 +9,9 @@ row and column are partial pixels, so the whole array is not stretched to the
 target), does the rest: 1.3 ms, 39.2 dB against a full-resolution Lanczos
 reference where img2dataset's path scores 38.3 dB and Pillow's 40.2 dB.
 
-Only the commonest case comes here (an RGB or greyscale JPEG, no crop region,
-written as JPEG): everything else takes Pillow's path in ``images.py``.  OpenCV
+Only the commonest case comes here (an RGB or greyscale JPEG shrunk to within
+4/3 of the decoded M/8 size, no crop region, written as JPEG): everything else
+takes Pillow's path in ``images.py``.  OpenCV
 comes with ``pip install 'vlconvert[fast]'``; ``--image-codec`` picks the path,
 and the manifest names it, so a build's bytes can be reproduced.
 """
@@ -24,7 +25,7 @@ import importlib.util
 import numpy as np
 import simplejpeg
 
-from vlconvert.pipeline.decode import decode_jpeg_scaled
+from vlconvert.pipeline.decode import ImageError, decode_jpeg_scaled, jpeg_scale
 
 # Imported on first use, in the process that resizes: OpenCV maps ~300 MB of address space, which a parent
 # that only plans (or a build that only passes bytes through) need not carry.
@@ -41,6 +42,19 @@ _UPRIGHT = {
     7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
     8: lambda a: np.rot90(a, 1),
 }
+
+
+# OpenCV's bicubic does not widen its kernel as it shrinks: past this factor after the DCT-scaled decode (where even
+# 1/8 leaves the image that much larger than the target, or 2/8 or 3/8 leave 1.34-2x) it aliases fine detail, by up
+# to 8 dB on stripes a red team drew, so those images take Pillow's Lanczos.  Photos shrunk 1.5-4x, with no
+# higher step, come here: after M/8 they are within 4/3 of the target.
+MAX_CUBIC_SHRINK = 4 / 3
+
+
+def shrinks_well(full: tuple[int, int], size: tuple[int, int]) -> bool:
+    """Whether an image of ``full`` size reaches ``size`` on this path without aliasing."""
+    _, scaled = jpeg_scale(full, size)
+    return scaled[0] <= size[0] * MAX_CUBIC_SHRINK and scaled[1] <= size[1] * MAX_CUBIC_SHRINK
 
 
 def available() -> bool:
@@ -71,7 +85,10 @@ def shrink_jpeg(data: bytes, img, size: tuple[int, int], centre, orientation: in
     # fx, fy exact (not from the output size): pixel centres map as in Pillow's resize of the exact box.
     fx, fy = size[0] / (img.width * scale), size[1] / (img.height * scale)
     opencv = _opencv()
-    out = opencv.resize(pixels, (0, 0), fx=fx, fy=fy, interpolation=opencv.INTER_CUBIC)[:size[1], :size[0]]
+    try:
+        out = opencv.resize(pixels, (0, 0), fx=fx, fy=fy, interpolation=opencv.INTER_CUBIC)[:size[1], :size[0]]
+    except opencv.error as exc:  # never seen; a decoder-side surprise must still be a rejected record, not a crash
+        raise ImageError(f"cannot resize image: {exc}") from exc
     if orientation in _UPRIGHT:
         out = _UPRIGHT[orientation](out)
     if centre is not None:
