@@ -40,29 +40,30 @@ instance with the same workers.  Each row's codec path is read from the
 build's own manifest.  ``--vlconvert-python`` names the Python whose vlconvert
 runs (it needs ``vlconvert[fast]`` for OpenCV's path, ``[ray]`` for Ray).
 
-Measured on the 2-core development machine, 2026-12-02 (the last of three such
-runs that day; the two before, a little before the last small savings, gave
-1.99x and 1.98x after start-up: docs/scale.md):
+Measured on the 2-core development machine, 2026-12-02 (the last of four such
+runs that day; the three before it, on earlier code, gave 2.09x, 1.99x and
+1.98x after start-up: docs/scale.md):
 
     $ /tmp/venv-bench/bin/python benchmarks/img2dataset_comparison.py --images 8000 --repeat 3 --ray \
           --vlconvert-python .venv/bin/python
     8000 JPEGs, shorter side -> 256, JPEG q95, 2 processes, 2 CPUs, best/median of 3
     tool                                 images best img/s median img/s start-up s img/s after  PSNR dB bytes/img
-    img2dataset (thread_count=256)         8000      411.4        404.0       2.80       479.4    37.78    36,151
-    img2dataset (thread_count=4)           8000      420.7        411.8       2.65       487.8    37.78    36,151
-    vlconvert opencv (--workers 2)         8000      942.9        927.4       0.66      1019.6    38.43    38,565
-    vlconvert opencv (--workers 1)         8000      503.6        499.9       0.43       516.4    38.43    38,565
-    vlconvert pillow (--workers 2)         8000      476.8        469.4       0.71       496.7    39.36    37,749
-    vlconvert opencv (Ray, 2 workers)      8000      626.5        621.1       4.83      1005.8    38.43    38,565
+    img2dataset (thread_count=256)         8000      398.0        382.3       2.91       464.2    37.78    36,151
+    img2dataset (thread_count=4)           8000      400.3        398.9       2.89       466.8    37.78    36,151
+    vlconvert opencv (--workers 2)         8000      916.0        893.8       0.71       994.6    38.43    38,565
+    vlconvert opencv (--workers 1)         8000      497.7        496.7       0.45       510.7    38.43    38,565
+    vlconvert pillow (--workers 2)         8000      445.8        438.9       0.77       464.7    39.36    37,749
+    vlconvert opencv (Ray, 2 workers)      8000      622.6        588.5       4.95      1009.8    38.43    38,565
       img2dataset (…): OpenCV 4.14.0: cv2.imdecode, INTER_AREA, cv2.imencode
       vlconvert opencv (…): opencv: libjpeg-turbo (simplejpeg) decode at M/8 scale, OpenCV bicubic at the exact
-          scale, simplejpeg (libjpeg-turbo) encode (pillow 13.0.0, simplejpeg 1.9.0, opencv 5.1.0.95)
+          scale, simplejpeg (libjpeg-turbo) encode; a JPEG still over 4/3 the target after 1/8 (or 2/8, 3/8) takes
+          Pillow's path (pillow 13.0.0, simplejpeg 1.9.0, opencv 5.1.0.95)
       vlconvert pillow (…): pillow: libjpeg-turbo (simplejpeg) decode at 1/1, 1/2, 1/4 or 1/8 scale, Pillow
           Lanczos, Pillow (libjpeg-turbo) encode (pillow 13.0.0, simplejpeg 1.9.0)
-    vlconvert pillow (--workers 2) / vlconvert opencv (--workers 2), after start-up: 0.49x
-    vlconvert opencv (Ray, 2 workers) / vlconvert opencv (--workers 2), after start-up: 0.99x
-    vlconvert opencv (--workers 2) / best img2dataset: 2.24x (best), 2.25x (median), 2.09x after start-up; PSNR +0.65 dB
-    vlconvert 2 workers / 1 worker: 1.87x
+    vlconvert pillow (--workers 2) / vlconvert opencv (--workers 2), after start-up: 0.47x
+    vlconvert opencv (Ray, 2 workers) / vlconvert opencv (--workers 2), after start-up: 1.02x
+    vlconvert opencv (--workers 2) / best img2dataset: 2.29x (best), 2.24x (median), 2.13x after start-up; PSNR +0.65 dB
+    vlconvert 2 workers / 1 worker: 1.84x
 
 Both tools spend most of their time in libjpeg-turbo: the decode of the whole
 entropy-coded file is the floor.  img2dataset decodes at full size and
