@@ -1,5 +1,6 @@
 """``--executor ray`` on a real local Ray cluster writes the same bytes as the local executor."""
 
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -22,14 +23,24 @@ def ray_cluster(tmp_path_factory):
     require("ray")
     ray_cli = str(Path(VLCONVERT).with_name("ray"))
     port = free_port()
+    # A home of its own: a Ray instance started earlier on this machine (say by `vlconvert build --executor ray`)
+    # leaves ~/.ray/auth_token, which the client then presents to this cluster and is refused.
+    home = os.environ.get("HOME")
+    os.environ["HOME"] = str(tmp_path_factory.mktemp("ray-home"))
     start = subprocess.run(
         [ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
          "--object-store-memory", str(100 * 1024 * 1024), "--include-dashboard", "false", "--disable-usage-stats"],
         capture_output=True, text=True, timeout=180,
     )
-    assert start.returncode == 0, start.stdout + start.stderr
-    yield f"127.0.0.1:{port}"
-    subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+    try:
+        assert start.returncode == 0, start.stdout + start.stderr
+        yield f"127.0.0.1:{port}"
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+    finally:
+        if home is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = home
 
 
 def test_ray_executor_matches_local_bytes(tmp_path, ray_cluster):
