@@ -142,10 +142,10 @@ def _skip_value(stream: _Stream) -> None:
             stream.pos += len(window)
             return
         except msgspec.DecodeError as exc:
-            trailing = re.search(r"trailing characters \(byte (\d+)\)", str(exc))
-            if trailing:  # the byte after the value and its whitespace, counted from 1
-                _check_as_ijson(window[:int(trailing.group(1)) - 1])
-                stream.pos += int(trailing.group(1)) - 1
+            after = _trailing_at(exc)
+            if after is not None:
+                _check_as_ijson(window[:after])
+                stream.pos += after
                 return
             if "truncated" not in str(exc) or len(window) < size or size >= MAX_BLOCK_BYTES:
                 raise NotPlain(str(exc)) from exc
@@ -220,13 +220,20 @@ def _list_end(window: bytes) -> int | None:
     except msgspec.DecodeError as exc:
         if "truncated" in str(exc):
             return None
-        trailing = re.search(r"trailing characters \(byte (\d+)\)", str(exc))
-        if not trailing:
+        after = _trailing_at(exc)
+        if after is None:
             raise NotPlain(str(exc)) from exc
-        return window.rindex(b"]", 0, int(trailing.group(1)) - 2)  # the bracket before the next token
+        return window.rindex(b"]", 0, after - 1)  # the bracket before the next token (after - 1: the "[" put in front)
     except RecursionError as exc:
         raise NotPlain("nested too deep") from exc
     return window.rindex(b"]")  # the window ends with the list
+
+
+def _trailing_at(exc: msgspec.DecodeError) -> int | None:
+    """Where the text after a whole value (and its whitespace) starts, from msgspec's "trailing characters (byte N)",
+    N counted from 1; None for any other error."""
+    trailing = re.search(r"trailing characters \(byte (\d+)\)", str(exc))
+    return int(trailing.group(1)) - 1 if trailing else None
 
 
 def _decode(block: bytes) -> list[dict]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import Any
 
 import ijson
@@ -43,30 +44,26 @@ class ListChunks:
         self.path, self.section, self.spill_dir, self.chunk_rows, self.annotate = path, section, spill_dir, chunk_rows, annotate
         self.chunks: list[pa.Table] = []
         self.starts: list[int] = []  # index in the list of each chunk's first item, for error messages
-        self.pending: list[dict] = []
-        self.blocks: list[pa.Table] = []
-        self.count = 0
+        self.count = 0  # items stored in chunks
+        self.blocks: list[pa.Table] = []  # tables of items not yet in a chunk
+        self.blocked = 0  # their rows
+        self.pending: list[dict] = []  # items given one at a time, not yet a table
 
     def add(self, items: list[dict]) -> None:
         """A block of items, made a table at once so that no Python object outlives its block."""
-        self.blocks.append(_to_table(items, self.path, self.section, self.count + sum(map(len, self.blocks))))
-        while sum(map(len, self.blocks)) >= self.chunk_rows:
+        self.blocks.append(_to_table(items, self.path, self.section, self.count + self.blocked))
+        self.blocked += len(items)
+        while self.blocked >= self.chunk_rows:
             joined = pa.concat_tables(self.blocks, promote_options="permissive")
-            self.blocks = [joined.slice(self.chunk_rows)]
+            self.blocked -= self.chunk_rows
+            self.blocks = [joined.slice(self.chunk_rows)] if self.blocked else []  # an empty rest would still carry its types
             self._store(joined.slice(0, self.chunk_rows).combine_chunks())
 
     def add_one(self, item: dict) -> None:
         self.pending.append(item)
         if len(self.pending) == self.chunk_rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self.pending:
-            self._store(_to_table(self.pending, self.path, self.section, self.count))
+            self.add(self.pending)
             self.pending = []
-        if any(map(len, self.blocks)):
-            self._store(pa.concat_tables(self.blocks, promote_options="permissive").combine_chunks())
-        self.blocks = []
 
     def _store(self, table: pa.Table) -> None:
         self.starts.append(self.count)
@@ -78,7 +75,12 @@ class ListChunks:
 
     def table(self) -> pa.Table | None:
         """Every item as one table; None when the list held none."""
-        self._flush()
+        if self.pending:
+            self.add(self.pending)
+            self.pending = []
+        if self.blocked:
+            self._store(pa.concat_tables(self.blocks, promote_options="permissive").combine_chunks())
+            self.blocks, self.blocked = [], 0
         if not self.chunks:
             return None
         try:
@@ -92,7 +94,7 @@ def read_lists(fs, path: str, sections: dict[str, dict], open_file: Callable[[st
     """:func:`read_list` for several top-level lists of one file (``sections``: name → its keyword
     arguments), read in one pass by the fast reader (``_json_lists.py``) when it is sure of the file,
     else by ``read_list`` one list at a time, whose tables, or errors, are the ones that count."""
-    opener = open_file or (lambda p: fs.open(p, "rb"))
+    opener = _opener(fs, open_file)
     try:
         collectors = {name: ListChunks(path, name, **options) for name, options in sections.items()}
         with opener(path) as raw:
@@ -127,20 +129,14 @@ def read_list(
     a check over a whole spilled column would page all of it back in.
     """
     collector = ListChunks(path, section, spill_dir, chunk_rows, annotate)
-    opener = open_file or (lambda p: fs.open(p, "rb"))
-    try:
-        with opener(path) as raw:
-            stream = NestingGuard(raw, path) if guard else raw
-            # An empty section means the document itself is the list (iNat-2018's categories.json).
-            for item in ijson.items(stream, f"{section}.item" if section else "item", use_float=True, buf_size=_READ_BUFFER):
-                if not isinstance(item, dict):
-                    raise VLConvertError(f"{path}: every entry of {section!r} must be an object, found {item!r}")
-                collector.add_one(item)
-    except ijson.JSONError as exc:
-        # yajl's message draws the spot on further lines; the first one says what is wrong.
-        raise VLConvertError(f"{path}: not valid JSON ({str(exc).strip().splitlines()[0].strip()})") from exc
-    except UnicodeDecodeError as exc:  # yajl passes overlong or surrogate UTF-8 sequences to Python's decoder
-        raise VLConvertError(f"{path}: not valid JSON (a string is not valid UTF-8: {exc.reason} at byte {exc.start})") from exc
+    opener = _opener(fs, open_file)
+    with _parse_errors(path), opener(path) as raw:
+        stream = NestingGuard(raw, path) if guard else raw
+        # An empty section means the document itself is the list (iNat-2018's categories.json).
+        for item in ijson.items(stream, f"{section}.item" if section else "item", use_float=True, buf_size=_READ_BUFFER):
+            if not isinstance(item, dict):
+                raise VLConvertError(f"{path}: every entry of {section!r} must be an object, found {item!r}")
+            collector.add_one(item)
     table = collector.table()
     if table is None:
         if section:
@@ -149,26 +145,37 @@ def read_list(
     return table
 
 
+def _opener(fs, open_file: Callable[[str], Any] | None) -> Callable[[str], Any]:
+    return open_file or (lambda p: fs.open(p, "rb"))
+
+
+@contextmanager
+def _parse_errors(path: str):
+    """What ijson's parser refuses, as the one-line error that names the file."""
+    try:
+        yield
+    except ijson.JSONError as exc:
+        # yajl's message draws the spot on further lines; the first one says what is wrong.
+        raise VLConvertError(f"{path}: not valid JSON ({str(exc).strip().splitlines()[0].strip()})") from exc
+    except UnicodeDecodeError as exc:  # yajl passes overlong or surrogate UTF-8 sequences to Python's decoder
+        raise VLConvertError(f"{path}: not valid JSON (a string is not valid UTF-8: {exc.reason} at byte {exc.start})") from exc
+
+
 _EVENT_KINDS = {"start_map": "an object", "string": "a string", "number": "a number", "boolean": "a boolean", "null": "null"}
 
 
 def _require_section(opener, path: str, section: str) -> None:
     # Only reached when the list yielded nothing: tell "empty" from "absent" from "not a list".
-    try:
-        with opener(path) as raw:
-            for position, (prefix, event, _) in enumerate(ijson.parse(NestingGuard(raw, path), buf_size=_READ_BUFFER)):
-                if prefix == section and event != "map_key":
-                    if event == "start_array":
-                        return  # an empty list
-                    raise VLConvertError(f"{path}: {section!r} must be a list, but it is {_EVENT_KINDS.get(event, event)}")
-                # Only the first event is the document's own: a value under the key "" has the prefix "" too.
-                if position == 0 and event in ("start_array", "string", "number", "boolean", "null"):
-                    raise VLConvertError(f"{path}: the file is {_EVENT_KINDS.get(event, 'a list')}, not an object "
-                                         f"holding the {section!r} list; is this a COCO-style annotation file?")
-    except ijson.JSONError as exc:
-        raise VLConvertError(f"{path}: not valid JSON ({str(exc).strip().splitlines()[0].strip()})") from exc
-    except UnicodeDecodeError as exc:
-        raise VLConvertError(f"{path}: not valid JSON (a string is not valid UTF-8: {exc.reason} at byte {exc.start})") from exc
+    with _parse_errors(path), opener(path) as raw:
+        for position, (prefix, event, _) in enumerate(ijson.parse(NestingGuard(raw, path), buf_size=_READ_BUFFER)):
+            if prefix == section and event != "map_key":
+                if event == "start_array":
+                    return  # an empty list
+                raise VLConvertError(f"{path}: {section!r} must be a list, but it is {_EVENT_KINDS.get(event, event)}")
+            # Only the first event is the document's own: a value under the key "" has the prefix "" too.
+            if position == 0 and event in ("start_array", "string", "number", "boolean", "null"):
+                raise VLConvertError(f"{path}: the file is {_EVENT_KINDS.get(event, 'a list')}, not an object "
+                                     f"holding the {section!r} list; is this a COCO-style annotation file?")
     raise VLConvertError(f"{path}: has no {section!r} list; is this a COCO-style annotation file?")
 
 
