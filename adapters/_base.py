@@ -31,6 +31,12 @@ class DatasetAdapter:
 
     name = ""
     description = ""
+    # What the build's dataset card (README.md) says of the source; "" where the adapter does not know.
+    license = ""  # a Hugging Face Hub license id: "cc-by-4.0", "unknown", or "other" for the release's own terms
+    license_url = ""  # where those terms are written
+    license_note = ""  # one or two sentences a user of the shards must read
+    citation = ""  # BibTeX of the paper the release asks to cite
+    homepage = ""
 
     def __init__(self, root: str, allow_outside_root: bool | str = False):
         self.files = ReleaseFiles(root, self.name, allow_outside_root)

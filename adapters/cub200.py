@@ -28,6 +28,17 @@ from ._rows import assemble, id_order
 class CUB200Adapter(ReleaseAdapter):
     name = "cub200"
     description = "CUB-200-2011 birds: CUB_200_2011/ as released (200 species, bounding boxes, optional attributes)"
+    homepage = "https://www.vision.caltech.edu/datasets/cub_200_2011/"
+    license = "unknown"
+    license_note = ("The release states no license; its images were collected from Flickr and their copyright stays "
+                    "with the photographers.")
+    citation = """@techreport{wah2011cub,
+  title = {The Caltech-UCSD Birds-200-2011 Dataset},
+  author = {Wah, Catherine and Branson, Steve and Welinder, Peter and Perona, Pietro and Belongie, Serge},
+  institution = {California Institute of Technology},
+  number = {CNS-TR-2011-001},
+  year = {2011}
+}"""
 
     def __init__(self, root: str, crop: bool | str = False, attribute_certainty: int | str = 3,
                  allow_outside_root: bool | str = False):

@@ -29,6 +29,19 @@ BANNER_PIXELS = 20
 class FGVCAircraftAdapter(ReleaseAdapter):
     name = "fgvc_aircraft"
     description = "FGVC-Aircraft 2013b: 100 aircraft variants in 70 families by 30 manufacturers, as released"
+    homepage = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/"
+    license = "other"
+    license_url = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/"
+    license_note = ("The photographers (airplane spotters) made their images available for non-commercial research "
+                    "purposes only; they keep the copyright and must be asked for any other use.")
+    citation = """@techreport{maji2013fine,
+  title = {Fine-Grained Visual Classification of Aircraft},
+  author = {Maji, Subhransu and Kannala, Juho and Rahtu, Esa and Blaschko, Matthew and Vedaldi, Andrea},
+  year = {2013},
+  archivePrefix = {arXiv},
+  eprint = {1306.5151},
+  primaryClass = {cs.CV}
+}"""
 
     def __init__(self, root: str, level: str = "variant", crop_banner: bool | str = False,
                  allow_outside_root: bool | str = False):

@@ -28,6 +28,19 @@ ROOT_ID = "0"
 class NABirdsAdapter(ReleaseAdapter):
     name = "nabirds"
     description = "NABirds: 555 North American bird categories with a class hierarchy, as released"
+    homepage = "https://dl.allaboutbirds.org/nabirds"
+    license = "other"
+    license_url = "https://dl.allaboutbirds.org/nabirds"
+    license_note = ("The Cornell Lab of Ornithology provides NABirds under the terms of use on its download page; the "
+                    "photographs stay their contributors'. Read those terms before using or publishing these shards.")
+    citation = """@inproceedings{van2015building,
+  title = {Building a Bird Recognition App and Large Scale Dataset with Citizen Scientists:
+           The Fine Print in Fine-Grained Dataset Collection},
+  author = {Van Horn, Grant and Branson, Steve and Farrell, Ryan and Haber, Scott and Barry, Jessie
+            and Ipeirotis, Panos and Perona, Pietro and Belongie, Serge},
+  booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year = {2015}
+}"""
 
     def __init__(self, root: str, crop: bool | str = False, allow_outside_root: bool | str = False):
         super().__init__(root, allow_outside_root)

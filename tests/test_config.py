@@ -48,7 +48,9 @@ def test_a_manifest_repeats_its_build_byte_for_byte(tmp_path):
     assert config == {
         "adapter": "inat2021", "root": str(EXAMPLE), "splits": ["train", "val"], "templates": ["taxonomic"],
         "template_mix": {"scientific": 0.3, "common": 0.7}, "all_templates": False, "zeroshot_prompts": "openai_imagenet",
-        "holdout_classes": "0.25", "resize": 40, "resize_mode": "center_crop", "image_format": "jpg", "quality": 80,
+        "holdout_classes": "0.25", "min_per_class": None, "max_per_class": None, "dedup": False,
+        "dedup_against": [], "dedup_threshold": 8, "resize": 40, "resize_mode": "center_crop",
+        "image_format": "jpg", "quality": 80,
         "image_codec": CODEC, "upscale": False, "max_image_bytes": 256 << 20, "max_image_pixels": 178_956_970,
         "shard_size": 25, "shard_max_bytes": 600_000, "seed": 11, "strict": False,
         "max_error_rate": 0.5, "adapter_options": {},
@@ -77,7 +79,8 @@ def test_the_documented_build_toml_sets_every_option(tmp_path):
     assert config == {
         "adapter": "inat2021", "root": "examples/inat2021_mini", "splits": ["train", "val"],
         "templates": ["taxonomic_common", "scientific"], "template_mix": {"scientific": 0.3, "common": 0.3, "taxonomic": 0.4},
-        "all_templates": False, "zeroshot_prompts": "simple", "holdout_classes": 0.25, "resize": 256,
+        "all_templates": False, "zeroshot_prompts": "simple", "holdout_classes": 0.25, "min_per_class": 2, "max_per_class": 500,
+        "dedup": False, "dedup_against": [], "dedup_threshold": 8, "resize": 256,
         "resize_mode": "shorter", "image_format": "auto", "quality": 95, "image_codec": CODEC, "upscale": False,
         "max_image_bytes": 256 << 20,
         "max_image_pixels": 178_956_970, "shard_size": 1000,

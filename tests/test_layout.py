@@ -131,18 +131,19 @@ def test_no_module_is_shadowed_by_a_name_of_its_package():
                 f"{package}.{info.name} is a module, but {package}.{info.name} is also {attribute!r}")
 
 
-# The embedded example's shards, as the flat layout before the redesign (0.2.0, commit ab6fdfb) wrote them.
+# The embedded example's shards: the flat layout's bytes before the redesign (0.2.0, commit ab6fdfb), with each
+# sample's JSON carrying every caption as caption_<template> since issue 16 (images and other members unchanged).
 PASSTHROUGH_SHARDS = {
-    "train/train-000000.tar": "9198e7c501e35eaabdd0e5904b4fcd2a00016e42a80c84db38697a6a830b73fe",
-    "val/val-000000.tar": "445218d16363deecac248e25164c4e4b3e485f5fcb51c848af5737f095bc66ef",
+    "train/train-000000.tar": "904b7cc213f044359b171a02ab1736a8b04dd956ab26fe32e34d6021ae76690b",
+    "val/val-000000.tar": "21e620a2f82543971389f296fdfa52de2b562d699981f6d056d4eeebb4d579af",
 }
 # Re-encoded JPEGs are libjpeg-turbo's output, which a Pillow release may change: pinned for the Pillow they were made with.
 REENCODED_PILLOW = "13.0.0"
 REENCODED_SHARDS = {
-    "train/train-000000.tar": "260463a72bc006a62884f8a2a9b02106cd0a8a04e3bad892dbe68d29b15fc19e",
-    "train/train-000001.tar": "2fe7f2862d14790bc2b4513e2e1835eaf17d718007075dd6931e9bca9c9fe564",
-    "train/train-000002.tar": "37f2903096094a361f59c6a85116fdd1acead153fb2f048fc8aa19f2611f3160",
-    "val/val-000000.tar": "82d0c8004fa06fc177cab2a643371864a08821bbb3b41d4998036b17911ceb46",
+    "train/train-000000.tar": "d0124717693f54833a69fe34afaac1017252a3c8451a93fb961fc83954b2a226",
+    "train/train-000001.tar": "f32e9cd2589144f56b3eed41e630bd0f15e7897f34f0f5f8dd097781bed75596",
+    "train/train-000002.tar": "d31ca7c931d37cfce17b41f93573bcc78e36bfc1b1b71185a9a4edef72d47576",
+    "val/val-000000.tar": "9b9d90bd8352e3ac2a08805204f178c3846a71d7790f51fad3da42da3aa846bd",
 }
 
 

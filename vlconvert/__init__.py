@@ -12,6 +12,9 @@ Adapters work on their own too::
 from vlconvert import config, options  # vlconvert.config.load_config and vlconvert.options.OPTIONS after `import vlconvert`
 from vlconvert.errors import BuildFailed, TooManyRejected, VLConvertError
 from vlconvert.pipeline.build import BuildSummary, PlanSummary, Progress, SplitSummary, build
+from vlconvert.pipeline.build_tables import read_tables
+from vlconvert.readback.dedup_build import dedup
+from vlconvert.readback.reshard import reshard
 from vlconvert.records import Adapter, ClassInfo, Record, Rejected
 from vlconvert.registry import available_adapters, create_adapter
 from vlconvert.version import __version__
@@ -33,5 +36,8 @@ __all__ = [
     "config",
     "build",
     "create_adapter",
+    "dedup",
     "options",
+    "read_tables",
+    "reshard",
 ]

@@ -27,10 +27,14 @@ from vlconvert.version import __version__
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ERRORS = "errors.jsonl"
+ERRORS_TABLE = "errors.parquet"  # the same rejections as a table (pipeline/shard_table.py)
+DUPLICATES = "duplicates.jsonl"  # with --dedup or from vlconvert dedup: each duplicate found, with its twin
 CLASSNAMES = "classnames.txt"
 ZEROSHOT_TEMPLATES = "zeroshot_classification_templates.txt"
 SIZES = "sizes.json"
 CLASSES = "classes.jsonl"
+CARD = "README.md"  # the Hugging Face Hub dataset card (pipeline/dataset_card.py)
+WIDS_INDEX_SUFFIX = ".wids.json"  # <split>/<split>.wids.json: never *.tar, so no shard glob picks it up
 # A build's manifest is a few MB even for iNat-2021's 2,687 shards; anything far larger is not one.
 MAX_MANIFEST_BYTES = 256 << 20
 
@@ -58,6 +62,11 @@ def is_training_split(split: str) -> bool:
 
 def shard_name(split: str, number: int) -> str:
     return f"{split}-{number:06d}.tar"
+
+
+def table_name(split: str, number: int) -> str:
+    """The Parquet table of a shard's samples, beside it (docs/output-format.md)."""
+    return f"{split}-{number:06d}.parquet"
 
 
 def is_listed_shard_name(split: str, name: str) -> bool:
@@ -95,7 +104,10 @@ def file_info(data: bytes) -> dict:
 
 
 def write_text(fs, path: str, text: str) -> dict:
-    data = utf8(text)
+    return write_bytes(fs, path, utf8(text))
+
+
+def write_bytes(fs, path: str, data: bytes) -> dict:
     with fs.open(path, "wb") as f:
         f.write(data)
     return file_info(data)
@@ -113,6 +125,19 @@ def write_manifest(fs, out_path: str, data: dict) -> None:
 def write_sizes(fs, split_dir: str, shards: Sequence[dict]) -> dict:
     """open_clip reads ``sizes.json`` beside the shards to learn the dataset size."""
     return write_json(fs, posixpath.join(split_dir, SIZES), {posixpath.basename(s["name"]): s["samples"] for s in shards})
+
+
+def wids_index_name(split: str) -> str:
+    return split + WIDS_INDEX_SUFFIX
+
+
+def write_wids_index(fs, split_dir: str, split: str, shards: Sequence[dict]) -> dict:
+    """The shard index wids (webdataset's random-access reader) opens: ``wids.ShardListDataset(PATH_OR_URL)``.
+    wids resolves each ``url`` against the index's own folder, so bare file names let the build folder move."""
+    return write_json(fs, posixpath.join(split_dir, wids_index_name(split)), {
+        "__kind__": "wids-shard-index-v1", "wids_version": 1, "name": split,
+        "shardlist": [{"url": posixpath.basename(s["name"]), "nsamples": s["samples"], "filesize": s["bytes"]} for s in shards],
+    })
 
 
 def write_lines(fs, path: str, lines: Sequence[str]) -> dict:
@@ -203,13 +228,15 @@ def in_progress_manifest(resume_key: str) -> dict:
 
 
 def complete_manifest(described: Mapping[str, Any], errors: Mapping[str, Any], holdout: Mapping[str, Any] | None,
-                      splits: Mapping[str, Any], side_files: Mapping[str, dict], config: Mapping[str, Any]) -> dict:
+                      splits: Mapping[str, Any], side_files: Mapping[str, dict], config: Mapping[str, Any],
+                      balance: Mapping[str, Any] | None = None, dedup: Mapping[str, Any] | None = None) -> dict:
     """A finished build's account (docs/output-format.md), in the order its fields are documented.
 
     ``described``: how the build ran (adapter, seed, shard bounds, image, templates, prompts);
     ``side_files``: the size and sha256 of every side file, so ``vlconvert validate`` can tell
-    a damaged or edited one; ``config``: every recorded option, as ``--config`` reads it back.
-    """
+    a damaged or edited one; ``config``: every recorded option, as ``--config`` reads it back;
+    ``balance``: what ``--min-per-class`` / ``--max-per-class`` left out of the training splits; ``dedup``: what
+    ``--dedup`` found and left out (``duplicates.jsonl``)."""
     return {
         "format_version": FORMAT_VERSION,
         "vlconvert_version": __version__,
@@ -217,6 +244,8 @@ def complete_manifest(described: Mapping[str, Any], errors: Mapping[str, Any], h
         **described,
         "errors": dict(errors),
         "holdout": dict(holdout) if holdout else None,
+        "balance": dict(balance) if balance else None,
+        "dedup": dict(dedup) if dedup else None,
         "splits": dict(splits),
         "files": dict(sorted(side_files.items())),
         "config": dict(config),

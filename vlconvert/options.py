@@ -91,6 +91,17 @@ OPTIONS: tuple[Option, ...] = (
               default=DEFAULT_PROMPT_SET, metavar="SET|FILE"),
     _recorded("holdout_classes", Holdout(), "Keep these classes out of the training splits (a seeded fraction, or a file of class "
               "names) but in the evaluation splits, for zero-shot transfer to unseen species.", metavar="FRACTION|FILE"),
+    _recorded("min_per_class", Integer(1), "Drop classes with fewer than N records from the training splits (they stay in "
+              "classnames.txt and the evaluation splits); counted after --holdout-classes.", metavar="N"),
+    _recorded("max_per_class", Integer(1), "Keep at most N records of each class in the training splits, chosen by --seed from "
+              "the records' keys; the rest are left out.", metavar="N"),
+    _recorded("dedup", Flag(), "Leave out of the training splits every image that duplicates an evaluation image or an earlier "
+              "training image (the same source bytes, or a pHash within --dedup-threshold); each is listed in duplicates.jsonl "
+              "with its twin. See docs/dedup.md.", default=False),
+    _recorded("dedup_against", Texts(), "Also leave out training images found in this vlconvert build (an external evaluation set "
+              "converted with vlconvert); repeat for several. Implies --dedup.", metavar="BUILD", default=()),
+    _recorded("dedup_threshold", Integer(0, 32), "Most pHash bits (of 64) two images may differ in to count as near duplicates; "
+              "0: identical hashes only.", default=8, metavar="BITS"),
     _recorded("resize", Integer(1), "Resize so the side chosen by --resize-mode is N pixels (never enlarged without --upscale). "
               "Default: original bytes pass through.", metavar="N"),
     _recorded("resize_mode", Choice(RESIZE_MODES), "shorter: shorter side N; longer: longer side N; center_crop: shorter side N, "

@@ -14,7 +14,7 @@ An adapter turns a dataset's release layout into three things:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -156,3 +156,16 @@ def take_records(records: Sequence[Record], positions) -> list[Record]:
     """The records at ``positions``: in bulk when the sequence offers ``take`` (the iNat table), else one by one."""
     take = getattr(records, "take", None)
     return take(positions) if take else [records[i] for i in positions]
+
+
+def record_labels(records: Sequence[Record]) -> list[int]:
+    """Every record's label, in order: from ``labels()`` when the sequence offers it (the iNat table), without
+    building 2.7M records to hold classes out or balance them."""
+    labels = getattr(records, "labels", None)
+    return labels() if labels else [r.label for r in records]
+
+
+def record_keys(records: Sequence[Record]) -> Iterator[str]:
+    """Every record's key, in order, from ``keys()`` when the sequence offers it; streamed, as there may be millions."""
+    keys = getattr(records, "keys", None)
+    return iter(keys()) if keys else (r.key for r in records)

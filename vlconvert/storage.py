@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import re
+import secrets
 import stat
 
 import fsspec
@@ -59,6 +62,51 @@ def write_atomic(fs, path: str, data: bytes) -> None:
             fs.rm(path + ".tmp")
         raise
     fs.mv(path + ".tmp", path)
+
+
+CLAIM_TEMP = re.compile(r"\.[0-9a-f]{16}\.tmp")  # what write_exclusive adds to a name while it writes
+
+
+def write_exclusive(fs, path: str, data: bytes) -> bool:
+    """Write ``path`` whole, only if nothing is there yet; False when something already is (or appears meanwhile).
+
+    On a local disk the data goes to a temp file of its own (``path`` + :data:`CLAIM_TEMP`), published with
+    ``os.link``, which fails when the name exists: of two writers exactly one wins, and a reader never sees half
+    a file.  A disk without hard links (exFAT, some network shares) gets ``O_EXCL`` on ``path`` itself instead.
+    Object stores replace, as :func:`write_atomic` does: fsspec offers them no create-if-absent."""
+    if not isinstance(fs, LocalFileSystem):
+        write_atomic(fs, path, data)
+        return True
+    temp = f"{path}.{secrets.token_hex(8)}.tmp"
+    try:
+        with fs.open(temp, "wb") as f:  # through fs: a LocalFileSystem subclass may watch writes
+            f.write(data)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False
+        except FileNotFoundError:  # another run, seeing only a temp, took it for a claim cut short
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            return _create_exclusive(path, data)
+        return True
+    finally:
+        try:
+            os.remove(temp)
+        except FileNotFoundError:
+            pass
+
+
+def _create_exclusive(path: str, data: bytes) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return True
 
 
 def _from_storage_library(exc: BaseException) -> bool:

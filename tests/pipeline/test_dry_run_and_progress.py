@@ -21,7 +21,7 @@ def test_dry_run_plans_without_reading_an_image_or_writing_a_file(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "12 classes" in result.stdout
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.startswith(("train ", "val "))}
-    assert rows == {"train": ["60", "0", "0", "3", "0"], "val": ["24", "0", "0", "1", "0"]}
+    assert rows == {"train": ["60", "0", "0", "0", "3", "0"], "val": ["24", "0", "0", "0", "1", "0"]}
     assert not out.exists()
 
 

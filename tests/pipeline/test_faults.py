@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import fsspec
+import pyarrow.parquet as pq
 import pytest
 from command import VLCONVERT
 from fsspec.implementations.local import LocalFileSystem
@@ -33,12 +34,16 @@ def noisy_root(path: Path) -> Path:
 def assert_nothing_corrupt_published(out: Path) -> None:
     assert read_json(out / "manifest.json")["status"] == "in_progress"
     assert not list(out.rglob("val-*.tar")), "a final shard name exists before the build finished"
-    ledger = {Path(p["path"]).name: p["bytes"] for entry in out.rglob("_progress/*/*.json")
-              for p in json.loads(entry.read_text())["shards"]}
+    shards = [p for entry in out.rglob("_progress/*/*.json") for p in json.loads(entry.read_text())["shards"]]
+    ledger = {Path(p["path"]).name: p["bytes"] for p in shards}
+    ledger |= {Path(p["path"]).name.replace(".part", ".parquet.part"): p["table_bytes"] for p in shards}
     for part in out.rglob("_done-*.part"):
         assert ledger.get(part.name) == part.stat().st_size, f"{part.name} was published without being whole"
-        with tarfile.open(part) as tar:
-            assert tar.getmembers()
+        if part.name.endswith(".parquet.part"):
+            assert pq.read_table(part).num_rows
+        else:
+            with tarfile.open(part) as tar:
+                assert tar.getmembers()
 
 
 @pytest.fixture

@@ -166,10 +166,11 @@ def test_a_crash_while_naming_the_finished_shards_is_finished_by_a_rerun(tmp_pat
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):  # every task committed, no part renamed yet
         vlconvert.build("inat2021", str(root), str(out), shard_size=5, progress=StopAfter(5))
-    parts = sorted((out / "val").glob("_done-*.part"))
-    assert len(parts) == 5
-    for number, part in enumerate(parts[:2]):  # the crash came after two renames
+    parts = sorted((out / "val").glob("_done-*[0-9].part"))
+    assert len(parts) == 5 and len(list((out / "val").glob("_done-*.parquet.part"))) == 5
+    for number, part in enumerate(parts[:2]):  # the crash came after two renames (each shard and its table)
         part.rename(out / "val" / f"val-{number:06d}.tar")
+        part.with_name(part.name.replace(".part", ".parquet.part")).rename(out / "val" / f"val-{number:06d}.parquet")
     summary = vlconvert.build("inat2021", str(root), str(out), shard_size=5)
     assert summary.resumed_tasks == 5
     vlconvert.build("inat2021", str(root), str(tmp_path / "fresh"), shard_size=5)

@@ -96,6 +96,9 @@ def load_templates(specs: Sequence[str]) -> list[Template]:
 def _check_unique(templates: Sequence[Template]) -> None:
     seen: dict[str, Template] = {}
     for t in templates:
+        if t.name == "template":  # its caption_<name> key would be the JSON's caption_template, which names the template used
+            raise VLConvertError(f"{t.origin}: a template may not be named 'template' (its caption would overwrite the sample "
+                                 "JSON's caption_template field); rename the file")
         if t.name in seen:
             raise VLConvertError(f"template {t.name!r} is given twice; each becomes its own tar member")
         seen[t.name] = t

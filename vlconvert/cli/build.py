@@ -12,6 +12,7 @@ from vlconvert.errors import BuildFailed, TooManyRejected
 from vlconvert.option_kinds import Choice, Flag, Fraction, Integer, KeyValues, Texts
 from vlconvert.options import Option
 from vlconvert.pipeline.build import BuildSummary, PlanSummary, build
+from vlconvert.pipeline.dataset_card import image_members_note
 from vlconvert.terminal import printable
 
 MAX_IGNORED_LISTED = 50
@@ -140,9 +141,11 @@ def _apply_config(ctx: click.Context, path: str, options: dict) -> None:
 
 def print_plan(plan: PlanSummary) -> None:
     click.echo(f"dry run: nothing read or written; {plan.classes} classes; planned in {plan.seconds:.1f} s")
-    click.echo(f"{'split':12} {'records':>10} {'rejected':>9} {'held out':>9} {'shards':>8} {'ignored':>8}")
+    click.echo(f"{'split':12} {'records':>10} {'rejected':>9} {'held out':>9} {'capped':>8} {'shards':>8} {'ignored':>8}")
     for name, s in plan.splits.items():
-        click.echo(f"{name:12} {s.records:>10,} {s.rejected:>9,} {s.held_out:>9,} {s.tasks:>8,} {len(s.ignored):>8,}")
+        click.echo(f"{name:12} {s.records:>10,} {s.rejected:>9,} {s.held_out:>9,} {s.capped:>8,} {s.tasks:>8,} {len(s.ignored):>8,}")
+    for line in balance_lines(plan.balance):
+        click.echo(line)
     ignored = [path for s in plan.splits.values() for path in s.ignored]
     if ignored:
         click.echo(f"ignored: {len(ignored):,} hidden files and folders (names starting with '.'), left out by convention:")
@@ -158,6 +161,17 @@ def print_summary(summary: BuildSummary) -> None:
     if summary.resumed_tasks:
         click.echo(f"resumed an interrupted build: {summary.resumed_tasks} shard tasks were already done")
     click.echo(f"wrote {summary.written} samples in {summary.shards} shard{'s' * (summary.shards != 1)} to {summary.out} ({per_split})")
+    for line in balance_lines(summary.balance):
+        click.echo(line)
+    deduplicated = {name: s.deduplicated for name, s in summary.splits.items() if s.deduplicated}
+    if deduplicated:
+        each = ", ".join(f"{name}: {n:,}" for name, n in deduplicated.items())
+        click.echo(f"deduplicated: left out {sum(deduplicated.values()):,} training duplicates ({each}); "
+                   f"{summary.out.rstrip('/')}/duplicates.jsonl lists each with its twin")
+    for name, s in summary.splits.items():
+        note = image_members_note(s.image_members)
+        if note:
+            click.echo(f"warning: split {name}: {note}", err=True)
     ignored = sum(s.ignored for s in summary.splits.values())
     if ignored:
         click.echo(f"ignored {ignored} hidden files and folders (names starting with '.'); --dry-run lists them")
@@ -170,3 +184,17 @@ def print_summary(summary: BuildSummary) -> None:
     else:
         click.echo("errors: 0")
     click.echo(f"{summary.images_per_second:.1f} images/s ({summary.seconds:.1f} s)")
+
+
+def balance_lines(balance: dict | None) -> list[str]:
+    """What --min-per-class and --max-per-class left out, one line per training split."""
+    lines = []
+    for split, b in (balance or {}).get("splits", {}).items():
+        parts = []
+        if balance["max_per_class"] is not None:
+            parts.append(f"capped {b['capped_records']:,} records of {b['capped_classes']:,} classes at {balance['max_per_class']:,}")
+        if balance["min_per_class"] is not None:
+            parts.append(f"dropped {len(b['dropped_classes']):,} classes under {balance['min_per_class']:,} images "
+                         f"({b['dropped_records']:,} records)")
+        lines.append(f"balanced {split}: " + "; ".join(parts))
+    return lines

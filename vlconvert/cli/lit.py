@@ -4,10 +4,41 @@ from __future__ import annotations
 
 import click
 
+import vlconvert.lit.caption_keys as caption_keys
 from vlconvert.cli.progress import ProgressBar
 from vlconvert.errors import VLConvertError
 from vlconvert.format import CAPTION_MEMBER
 from vlconvert.terminal import printable_lines
+
+
+class _Values(click.Option):
+    """An option that takes every value up to the next option, as argparse's ``nargs="+"`` does, so that
+    open_clip's spelling ``--json-text-key-probs 0.5 0.5`` works here too (the words reach the command as one
+    string, ``"0.5 0.5"``)."""
+
+    def add_to_parser(self, parser, ctx) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name) or parser._short_opt.get(name)
+            option.process = _greedy(option.process)
+
+
+def _greedy(process):
+    def take_the_rest(value, state):
+        values = [value]
+        while state.rargs and (not state.rargs[0].startswith("-") or _is_number(state.rargs[0])):
+            values.append(state.rargs.pop(0))
+        process(" ".join(values), state)
+
+    return take_the_rest
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 @click.command("lit-train", context_settings={"show_default": True})
@@ -21,6 +52,13 @@ from vlconvert.terminal import printable_lines
 @click.option("--text-weights", default=None, metavar="PATH|openclip:TAG",
               help="Start the text tower from these weights (LiT's 'LU'); default: from scratch.")
 @click.option("--caption-member", default=CAPTION_MEMBER, help="The caption to train on: txt, or another member such as scientific.txt.")
+@click.option("--json-text-key", default=None, metavar="KEY[;KEY...]",
+              help="Train on the captions under these top-level keys of each sample's KEY.json instead "
+                   "(caption_<template> for each template the build rendered), as open_clip's --json-text-key: "
+                   "without weights the first non-empty key wins.")
+@click.option("--json-text-key-probs", cls=_Values, default=None, metavar="W [W...]",
+              help="Weights of the --json-text-key keys, in order, as open_clip's (missing trailing ones are 0: "
+                   "fallbacks only): each sample draws its caption by weight, seeded by --seed, the epoch and its key.")
 @click.option("--unlocked-groups", type=click.IntRange(min=0), default=0, help="Image tower groups to leave trainable, from the top.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None)
 @click.option("--batch-size", type=click.IntRange(min=2), default=None, help="Per process.")
@@ -39,6 +77,10 @@ def lit_train_command(preset, **given):
     Many:          torchrun --nproc_per_node 8 -m vlconvert lit-train --data OUT --out RUN --model ViT-B-16 \\
                        --image-weights openclip:laion2b_s34b_b88k --cache-image-features
     """
+    given["json_text_key_probs"] = caption_keys.parse_weights(given["json_text_key_probs"])
+    # Checked before torch loads: a mistyped key or weight costs a second, not a model's start-up.
+    captions = caption_keys.caption_choice(given["caption_member"], given["json_text_key"], given["json_text_key_probs"])
+    caption_keys.check_keys(given["data"], given["split"], captions)
     try:
         from vlconvert.lit.train import LitOptions, train, with_preset
     except ImportError as exc:

@@ -18,6 +18,7 @@ import click
 
 from vlconvert.cli.build import make_build_command
 from vlconvert.cli.captions import captions_group
+from vlconvert.cli.dedup import dedup_command
 from vlconvert.cli.inspect import inspect_command
 from vlconvert.cli.lit import lit_train_command, zeroshot_command
 from vlconvert.cli.validate import validate_command
@@ -67,6 +68,7 @@ cli.add_command(lit_train_command)
 cli.add_command(zeroshot_command)
 cli.add_command(validate_command)
 cli.add_command(inspect_command)
+cli.add_command(dedup_command)
 
 
 def main() -> None:

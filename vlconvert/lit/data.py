@@ -22,6 +22,7 @@ from PIL import Image
 import vlconvert.readback.tar_stream as tar_stream
 from vlconvert.errors import VLConvertError
 from vlconvert.format import IMAGE_MEMBERS, MANIFEST, SIZES, ManifestUnreadable, read_manifest, read_sizes
+from vlconvert.lit.caption_keys import CaptionChoice
 from vlconvert.readback.build_folder import manifest_problems
 from vlconvert.storage import filesystem
 
@@ -69,19 +70,26 @@ def read_samples(urls: list[str]) -> Iterator[dict]:
 
 
 class Batches:
-    def __init__(self, urls: list[str], rank: int, seed: int, batch_size: int, member: str, preprocess=None, tokenizer=None):
+    def __init__(self, urls: list[str], rank: int, seed: int, batch_size: int, captions: CaptionChoice | str,
+                 preprocess=None, tokenizer=None):
         self.urls = urls  # this rank's shards
-        self.rank, self.seed, self.batch_size, self.member = rank, seed, batch_size, member
+        self.rank, self.seed, self.batch_size = rank, seed, batch_size
+        self.captions = captions if isinstance(captions, CaptionChoice) else CaptionChoice(member=captions)
         self.preprocess, self.tokenizer = preprocess, tokenizer
 
-    def epoch(self, epoch: int, steps: int, with_images: bool = True) -> Iterator[tuple[list[str], torch.Tensor | None, torch.Tensor]]:
+    def epoch(self, epoch: int, steps: int,
+              with_images: bool = True) -> Iterator[tuple[list[str], torch.Tensor | None, torch.Tensor, list[str]]]:
+        """(keys, images, tokens, where each caption came from: its member or JSON key) per step."""
         samples = self._samples(epoch)
         for _ in range(steps):
             chunk = [next(samples) for _ in range(self.batch_size)]
             keys = [s["__key__"] for s in chunk]
-            texts = self.tokenizer([_text(s, self.member) for s in chunk])
+            # Each sample's caption is drawn when its batch is made (seeded by seed, epoch and key): cached image
+            # features leave the text side untouched, so mixed captions are drawn afresh every epoch either way.
+            captions = [self.captions.text(s, self.seed, epoch) for s in chunk]
+            texts = self.tokenizer([text for text, _ in captions])
             images = torch.stack([self.preprocess(sample_image(s)) for s in chunk]) if with_images else None
-            yield keys, images, texts
+            yield keys, images, texts, [source for _, source in captions]
 
     def _samples(self, epoch: int) -> Iterator[dict]:
         """Endless, seeded: the rank's shards in a shuffled order, through a seeded shuffle buffer."""
@@ -97,13 +105,6 @@ class Batches:
             rng.shuffle(buffer)
             while buffer:
                 yield buffer.pop()
-
-
-def _text(sample: dict, member: str) -> str:
-    if member not in sample:
-        raise VLConvertError(f"sample {sample['__key__']} in {sample.get('__url__')} has no {member} member; "
-                             "choose one the build wrote with --caption-member")
-    return sample[member].decode("utf-8")
 
 
 def sample_image(sample: dict) -> Image.Image:

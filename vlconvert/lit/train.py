@@ -21,6 +21,7 @@ import torch.distributed as dist
 from open_clip import ClipLoss
 from torch import nn
 
+import vlconvert.lit.caption_keys as caption_keys
 import vlconvert.lit.features as features
 import vlconvert.lit.model as lit_model
 from vlconvert.errors import VLConvertError
@@ -39,6 +40,8 @@ class LitOptions:
     model_config: str | None = None
     text_weights: str | None = None
     caption_member: str = CAPTION_MEMBER
+    json_text_key: str | None = None  # as open_clip's: top-level keys of KEY.json, ';'-separated; overrides caption_member
+    json_text_key_probs: tuple[float, ...] | None = None  # one weight per key (missing trailing ones 0): mix per sample
     epochs: int = 1
     batch_size: int = 32
     lr: float = 5e-4
@@ -55,6 +58,11 @@ class LitOptions:
             raise VLConvertError("--image-weights is required: a checkpoint, openclip:TAG, timm:NAME, or none (random init)")
         if not (self.model or self.model_config):
             raise VLConvertError("give --model or --model-config (or --preset demo)")
+        self.captions()
+
+    def captions(self) -> caption_keys.CaptionChoice:
+        """Where each sample's caption comes from (the member, or the JSON keys and their weights); checks them."""
+        return caption_keys.caption_choice(self.caption_member, self.json_text_key, self.json_text_key_probs)
 
 
 PRESETS = {
@@ -81,6 +89,8 @@ class _Step(nn.Module):
 def train(options: LitOptions, say=print, progress=None) -> dict:
     """Train; ``say(line)`` gets the run's messages and ``progress(steps_done, steps_total)`` its steps (rank 0)."""
     options.check()
+    captions = options.captions()
+    caption_keys.check_keys(options.data, options.split, captions)  # before anything is loaded or written
     rank, world, device = _distributed()
     torch.manual_seed(options.seed)
     name = lit_model.register_config(options.model, options.model_config)
@@ -103,7 +113,7 @@ def train(options: LitOptions, say=print, progress=None) -> dict:
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = ClipLoss(gather_with_grad=True, rank=rank, world_size=world)
-    batches = Batches(mine, rank, options.seed, options.batch_size, options.caption_member, preprocess, tokenizer)
+    batches = Batches(mine, rank, options.seed, options.batch_size, captions, preprocess, tokenizer)
     total_steps = steps * options.epochs
     log = (run / "log.jsonl").open("a", encoding="utf-8") if rank == 0 else None
     last = {}
@@ -112,7 +122,7 @@ def train(options: LitOptions, say=print, progress=None) -> dict:
         if options.unlocked_groups == 0:
             model.visual.eval()  # a locked tower keeps its BatchNorm statistics and runs without dropout
         started = time.perf_counter()
-        for step, (keys, images, texts) in enumerate(batches.epoch(epoch, steps, with_images=cached is None)):
+        for step, (keys, images, texts, sources) in enumerate(batches.epoch(epoch, steps, with_images=cached is None)):
             global_step = (epoch - 1) * steps + step
             lr = _learning_rate(options.lr, options.warmup, total_steps, global_step)
             for group in optimizer.param_groups:
@@ -131,6 +141,8 @@ def train(options: LitOptions, say=print, progress=None) -> dict:
             last = {"epoch": epoch, "step": global_step + 1, "loss": round(loss.item(), 6), "lr": lr,
                     "logit_scale": round(model.logit_scale.exp().item(), 4),
                     "samples_per_second": round((step + 1) * options.batch_size * world / (time.perf_counter() - started), 2)}
+            if captions.keys:  # which JSON key gave this rank's captions: the mix as drawn
+                last["captions"] = {key: sources.count(key) for key in captions.keys}
             if log:
                 log.write(json.dumps(last) + "\n")
                 log.flush()

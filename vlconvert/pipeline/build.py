@@ -25,7 +25,9 @@ from typing import Any
 from vlconvert.errors import VLConvertError
 from vlconvert.options import OPTIONS, BuildOptions, resolve
 from vlconvert.pipeline import output_folder
+from vlconvert.pipeline.balance import check_bounds
 from vlconvert.pipeline.build_plan import BuildPlan, make_plan
+from vlconvert.pipeline.build_tables import check_against
 from vlconvert.pipeline.executors import check_ray, run_tasks
 from vlconvert.pipeline.finish import check_error_limit, describe, finish, resume_settings
 from vlconvert.pipeline.image_files import ReadLimits
@@ -49,6 +51,7 @@ class BuildSummary:
     errors_by_stage: dict[str, int] = field(default_factory=dict)
     duplicate_classnames: int = 0  # lines of classnames.txt that repeat another (zero-shot cannot tell them apart)
     resumed_tasks: int = 0  # shard tasks an interrupted run of the same build had already finished
+    balance: dict | None = None  # the manifest's "balance" entry: what --min/--max-per-class left out
 
     @property
     def written(self) -> int:
@@ -74,6 +77,7 @@ class PlannedSplit:
     held_out: int  # records of held-out classes, kept out on purpose
     tasks: int  # shard tasks; a task writes one shard, or more if the byte bound is crossed
     ignored: list[str] = field(default_factory=list)  # hidden files the adapter leaves out by convention
+    capped: int = 0  # records --min-per-class and --max-per-class leave out
 
 
 @dataclass
@@ -85,6 +89,7 @@ class PlanSummary:
     splits: dict[str, PlannedSplit]
     shard_size: int
     seconds: float
+    balance: dict | None = None  # the manifest's "balance" entry: what --min/--max-per-class leave out
 
 
 @dataclass(frozen=True)
@@ -137,12 +142,13 @@ def build(adapter: str | Adapter, root: str, out: str, *, progress: Callable[[Pr
     settings = settings.replace(splits=list(plan.splits))
     check_error_limit(settings, sum(len(p.rejected) for p in plan.splits.values()), plan.read, plan=plan)
     if settings.dry_run:
-        planned = {s: PlannedSplit(len(p.records), len(p.rejected), p.held_out, len(p.tasks), p.ignored) for s, p in plan.splits.items()}
-        return PlanSummary(settings.out, len(plan.classes), planned, settings.shard_size, time.perf_counter() - started)
+        planned = {s: PlannedSplit(len(p.records), len(p.rejected), p.held_out, len(p.tasks), p.ignored, p.capped)
+                   for s, p in plan.splits.items()}
+        return PlanSummary(settings.out, len(plan.classes), planned, settings.shard_size, time.perf_counter() - started, plan.balance)
     results, resumed_tasks = run(settings, target, plan, progress)
-    finished = finish(settings, target.fs, target.out_path, plan, results, target.image)
+    finished = finish(settings, target.fs, target.out_path, plan, results, target.image, target.source)
     summary = BuildSummary(settings.out, finished.splits, time.perf_counter() - started, finished.by_stage, plan.prompts.duplicates,
-                           resumed_tasks)
+                           resumed_tasks, plan.balance)
     check_error_limit(settings, finished.rejected, plan.read, summary=summary)
     return summary
 
@@ -165,12 +171,14 @@ def check(adapter: str | Adapter, settings: BuildOptions) -> Target:
                              settings.max_image_pixels, settings.image_codec)
     except ValueError as exc:
         raise VLConvertError(str(exc)) from None
+    check_bounds(settings.min_per_class, settings.max_per_class)
     check_no_glob(settings.out, "--out")
     fs, out_path = filesystem(settings.out, "--out")
     if fs.isfile(out_path):
         raise VLConvertError(f"{settings.out}: is a file; --out names the folder the shards go into")
     if settings.executor == "ray":
         check_ray(settings.ray_address)  # before anything is written: a wrong address must not leave a claimed OUT
+    check_against(settings.dedup_against, fs, out_path, settings.out)  # read only at the end: a typo must fail now
     with _input_errors():
         source = create_adapter(adapter, settings.root, settings.adapter_options) if isinstance(adapter, str) else adapter
         _check_apart(source, settings, fs, out_path)

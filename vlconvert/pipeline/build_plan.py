@@ -3,8 +3,9 @@
 A template is rendered once for every class here, so a template mistake fails in
 seconds, not after hours of image work.  Each split's records are shuffled
 (:mod:`vlconvert.shuffle`) and cut into shard tasks; held-out classes leave training
-splits.  Planning touches no image, so the same plan can be executed in this
-process, in a pool of workers, or on a cluster.
+splits, and ``--min-per-class`` / ``--max-per-class`` balance them.  Planning touches
+no image, so the same plan can be executed in this process, in a pool of workers, or
+on a cluster.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from vlconvert.captions.render import CaptionRenderer, CaptionSpec, caption_spec
 from vlconvert.errors import VLConvertError
 from vlconvert.format import is_training_split
 from vlconvert.options import BuildOptions
-from vlconvert.pipeline import holdout
+from vlconvert.pipeline import balance, holdout
 from vlconvert.records import ClassInfo, Record, Rejected, is_valid_key, key_rule, validate_classes
 from vlconvert.shuffle import shuffled_order
 
@@ -42,10 +43,20 @@ class SplitPlan:
     tasks: list[ShardTask]
     held_out: int = 0  # records of held-out classes, left out of a training split on purpose
     ignored: list[str] = field(default_factory=list)  # hidden entries the adapter left out (not records)
+    balanced: balance.SplitBalance | None = None  # a training split's balancing, when asked for
+
+    @property
+    def capped(self) -> int:
+        return self.balanced.left_out if self.balanced else 0
+
+    @property
+    def left_out(self) -> dict[str, int]:
+        """Records read but kept out of the shards on purpose, by reason, as the manifest counts them per split."""
+        return {"held_out": self.held_out, "capped": self.capped}
 
     @property
     def read(self) -> int:
-        return len(self.records) + len(self.rejected) + self.held_out
+        return len(self.records) + len(self.rejected) + sum(self.left_out.values())
 
 
 @dataclass
@@ -55,6 +66,7 @@ class BuildPlan:
     prompts: PromptSet
     held: list[int]  # labels of held-out classes
     splits: dict[str, SplitPlan]
+    balance: dict | None = None  # the manifest's "balance" entry
 
     @property
     def read(self) -> int:
@@ -75,7 +87,9 @@ def make_plan(source, adapter_name: str, options: BuildOptions) -> BuildPlan:
     splits = {s: _plan(source, s, options, set(held) if is_training_split(s) else set()) for s in split_names}
     first = next((p.records[0] for p in splits.values() if len(p.records)), None)
     renderer.check_classes(first.metadata if first else None)
-    return BuildPlan(classes, spec, prompts, held, splits)
+    balanced = {s: p.balanced for s, p in splits.items() if p.balanced is not None}
+    described = balance.describe(options.min_per_class, options.max_per_class, classes, balanced)
+    return BuildPlan(classes, spec, prompts, held, splits, described)
 
 
 def _choose_splits(source, splits: Sequence[str] | None) -> list[str]:
@@ -101,8 +115,13 @@ def _plan(source, split: str, options: BuildOptions, held: set[int]) -> SplitPla
     held_out = 0
     if held:
         records, held_out = holdout.exclude(records, held)
+    balanced = None
+    if is_training_split(split) and (options.min_per_class is not None or options.max_per_class is not None):
+        # Counted on what the plan would write: after held-out classes left.
+        records, balanced = balance.balance(records, split, options.seed, options.min_per_class, options.max_per_class)
     ignored = list(source.ignored(split)) if callable(getattr(source, "ignored", None)) else []
-    return SplitPlan(records, rejected, plan_split(split, len(records), options.seed, options.shard_size), held_out, ignored)
+    tasks = plan_split(split, len(records), options.seed, options.shard_size)
+    return SplitPlan(records, rejected, tasks, held_out, ignored, balanced)
 
 
 def _first_of_each_key(records, split: str) -> tuple[list[Record], list[Rejected]]:

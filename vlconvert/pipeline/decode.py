@@ -81,12 +81,21 @@ def check_budget(img: Image.Image, data: bytes, max_pixels: int) -> None:
                              f"{SCANS_PER_PIXEL_BUDGET} scans of the largest image allowed (--max-image-pixels)")
 
 
-def verify_jpeg(data: bytes, img: Image.Image) -> None:
-    """Decode ``data`` strictly at 1/8 scale and drop the pixels: every coefficient is still read, so a corrupt or
-    cut-off JPEG fails here as on a full decode, for an eighth of the pixel work (and no image object)."""
-    size = (-(-img.width // 8), -(-img.height // 8))
+_HASH_PIXELS = 64
+
+
+def verify_jpeg(data: bytes, img: Image.Image) -> np.ndarray:
+    """Decode ``data`` strictly at 1/8 scale (more for small images): every coefficient is still read, so a corrupt or
+    cut-off JPEG fails here as on a full decode, for an eighth of the pixel work (and no image object).  The pixels returned (enough
+    for a perceptual hash) are a view of a buffer the next decode on this thread reuses."""
+    # 1/8, unless that leaves under 64 pixels a side: the perceptual hash averages these pixels down to 32x32, and
+    # from fewer it would be upsampling, and a small photo's resized copies fell outside the threshold
+    # (tests/pipeline/test_dedup.py).
+    reduce = next((r for r in (8, 4, 2) if min(img.size) >= _HASH_PIXELS * r), 1)
+    size = (-(-img.width // reduce), -(-img.height // reduce))
     colorspace, channels = ("RGB", 3) if img.mode in ("RGB", "L") else ("CMYK", 4)
-    simplejpeg.decode_jpeg(data, colorspace=colorspace, min_width=size[0], min_height=size[1], buffer=_buffer(size, channels))
+    return simplejpeg.decode_jpeg(data, colorspace=colorspace, min_width=size[0], min_height=size[1],
+                                  buffer=_buffer(size, channels))
 
 
 def decode_jpeg(data: bytes, img: Image.Image, reduce: int) -> Image.Image:

@@ -22,8 +22,9 @@ from vlconvert.captions.render import CaptionSpec
 from vlconvert.errors import TooManyRejected
 from vlconvert.format import is_training_split
 from vlconvert.options import BuildOptions
-from vlconvert.pipeline import ledger, output_folder
+from vlconvert.pipeline import dataset_card, ledger, output_folder, shard_table
 from vlconvert.pipeline.build_plan import BuildPlan
+from vlconvert.pipeline.dedup_parts import drop_duplicates
 from vlconvert.pipeline.images import ImageOptions
 from vlconvert.pipeline.output_folder import SplitSummary
 from vlconvert.pipeline.task_result import ShardResult
@@ -38,17 +39,28 @@ class Finished:
 
 
 def finish(settings: BuildOptions, fs, out_path: str, plan: BuildPlan, results: dict[str, list[ShardResult]],
-           image: ImageOptions) -> Finished:
-    summaries, side_files = {}, {}
+           image: ImageOptions, source=None) -> Finished:
+    """``source``: the adapter, whose license and citation (where it has them) go into the dataset card."""
+    summaries, side_files, dedup, removed = {}, {}, None, {}
+    if settings.dedup or settings.dedup_against:
+        found, removed = drop_duplicates(fs, out_path, results, settings.dedup_against, settings.dedup_threshold)
+        side_files[output_format.DUPLICATES] = output_format.write_bytes(
+            fs, posixpath.join(out_path, output_format.DUPLICATES), found.report())
+        dedup = found.describe()
     for s, p in plan.splits.items():
         summaries[s], side_files[f"{s}/{output_format.SIZES}"] = output_folder.finish_split(
-            fs, out_path, s, results[s], len(plan.classes), len(p.records), len(p.rejected), p.held_out)
+            fs, out_path, s, results[s], len(plan.classes), len(p.records), len(p.rejected), p.left_out, removed.get(s, 0))
         summaries[s].ignored = len(p.ignored)
+        if summaries[s].shards:  # wids refuses an index without shards
+            side_files[f"{s}/{output_format.wids_index_name(s)}"] = output_format.write_wids_index(
+                fs, posixpath.join(out_path, s), s, summaries[s].shards)
     rejected = [
         r for s, p in plan.splits.items()
         for r in [*p.rejected, *(r for res in sorted(results[s], key=lambda x: x.index) for r in res.rejected)]
     ]
     side_files[output_format.ERRORS] = output_format.write_errors(fs, out_path, rejected)
+    side_files[output_format.ERRORS_TABLE] = output_format.write_bytes(
+        fs, posixpath.join(out_path, output_format.ERRORS_TABLE), shard_table.rejections(rejected))
     side_files[output_format.CLASSNAMES] = output_format.write_lines(
         fs, posixpath.join(out_path, output_format.CLASSNAMES), plan.prompts.classnames)
     side_files[output_format.CLASSES] = output_format.write_classes(fs, out_path, plan.classes)
@@ -63,9 +75,13 @@ def finish(settings: BuildOptions, fs, out_path: str, plan: BuildPlan, results: 
               "max_error_rate": settings.max_error_rate}
     held_out = {"spec": settings.holdout_classes, "classes": held, "names": [plan.classes[label].name for label in held],
                 "kept_out_of": [s for s in plan.splits if is_training_split(s)]} if held else None
+    parts = describe(settings, plan, image), errors, held_out, {s: vars(summary) for s, summary in summaries.items()}
+    # The card is made from the manifest, and the manifest records the card's sha256: the card first.
+    side_files[output_format.CARD] = dataset_card.write_card(
+        fs, out_path, output_format.complete_manifest(*parts, side_files, settings.recorded(), balance=plan.balance, dedup=dedup), source,
+        {s: summary.image_members for s, summary in summaries.items()})
     output_format.write_manifest(fs, out_path, output_format.complete_manifest(
-        describe(settings, plan, image), errors, held_out, {s: vars(summary) for s, summary in summaries.items()}, side_files,
-        settings.recorded()))
+        *parts, side_files, settings.recorded(), balance=plan.balance, dedup=dedup))
     return Finished(summaries, len(rejected), by_stage)
 
 

@@ -9,11 +9,11 @@ seen and unseen classes apart.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from vlconvert.errors import VLConvertError
-from vlconvert.records import ClassInfo, Record, take_records
+from vlconvert.records import ClassInfo, Record, record_keys, record_labels, take_records
 
 
 def resolve(spec: str | float | None, classes: Sequence[ClassInfo], seed: int) -> list[int]:
@@ -47,9 +47,14 @@ def _from_file(path: Path, classes: Sequence[ClassInfo]) -> list[int]:
 
 
 class Subset(Sequence):
-    """The records at ``positions`` of a sequence, still taken in bulk when the sequence can."""
+    """The records at ``positions`` (ascending) of a sequence, still taken in bulk when the sequence can.
+
+    Offers ``labels()`` and ``keys()`` as the iNat table does, so holding classes out and
+    then balancing them still builds no record."""
 
     def __init__(self, records: Sequence[Record], positions: list[int]):
+        if isinstance(records, Subset):  # one level deep, whatever left records out before
+            records, positions = records._records, [records._positions[p] for p in positions]
         self._records, self._positions = records, positions
 
     def __len__(self) -> int:
@@ -63,9 +68,23 @@ class Subset(Sequence):
     def take(self, indices) -> list[Record]:
         return take_records(self._records, [self._positions[i] for i in indices])
 
+    def labels(self) -> list[int]:
+        labels = record_labels(self._records)
+        return [labels[p] for p in self._positions]
+
+    def keys(self) -> Iterator[str]:
+        wanted = iter(self._positions)
+        position = next(wanted, None)
+        for index, key in enumerate(record_keys(self._records)):
+            if position is None:
+                return
+            if index == position:
+                yield key
+                position = next(wanted, None)
+
 
 def exclude(records: Sequence[Record], held: set[int]) -> tuple[Sequence[Record], int]:
     """The records whose class is not held out, and how many were."""
-    labels = records.labels() if hasattr(records, "labels") else [r.label for r in records]
+    labels = record_labels(records)
     keep = [i for i, label in enumerate(labels) if label not in held]
     return Subset(records, keep), len(labels) - len(keep)

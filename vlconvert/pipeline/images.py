@@ -32,6 +32,7 @@ import io
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import PIL
 import simplejpeg
 from PIL import ExifTags, Image
@@ -48,6 +49,7 @@ from vlconvert.pipeline.decode import (
     load_whole,
     verify_jpeg,
 )
+from vlconvert.pipeline.image_hashes import thumbnail
 
 # open_clip's loader looks for exactly these members; anything else is re-encoded.
 # MPO is a camera JPEG with further images appended; JPEG decoders read the first.
@@ -138,6 +140,8 @@ class PreparedImage:
     extension: str
     width: int
     height: int
+    source_size: tuple[int, int] = (0, 0)  # the image as read, before any crop or resize
+    thumbnail: np.ndarray | None = None  # 32x32 grey, from pixels decoded anyway: what the perceptual hash is made of
 
 
 def prepare(data: bytes, options: ImageOptions, crop=None) -> PreparedImage:
@@ -148,11 +152,12 @@ def prepare(data: bytes, options: ImageOptions, crop=None) -> PreparedImage:
         if not jpeg:
             load_whole(img, data)  # now: a decode error must never hide inside a later step
         orientation = _orientation(img)
+        source_size = img.size
         if crop is None and _passes_through(img, options, orientation):
-            if jpeg:
-                verify_jpeg(data, img)
-            return PreparedImage(data, _PASSTHROUGH_FORMATS[img.format], img.width, img.height)
-        return _reencode(img, data, options, orientation, crop)
+            pixels = verify_jpeg(data, img) if jpeg and img.mode in ("RGB", "L") else img
+            return PreparedImage(data, _PASSTHROUGH_FORMATS[img.format], img.width, img.height, source_size, thumbnail(pixels))
+        prepared = _reencode(img, data, options, orientation, crop)
+        return PreparedImage(prepared.data, prepared.extension, prepared.width, prepared.height, source_size, prepared.thumbnail)
 
 
 def _orientation(img: Image.Image) -> int:
@@ -210,8 +215,8 @@ def _reencode(img: Image.Image, data: bytes, options: ImageOptions, orientation:
     if (options.codec == "opencv" and img.format in JPEG_FORMATS and img.mode in ("RGB", "L") and crop is None
             and options.format != "webp" and size[0] < region[0] and size[1] <= region[1]
             and opencv_resize.shrinks_well(img.size, size)):
-        data, width, height = opencv_resize.shrink_jpeg(data, img, size, centre, orientation, options.quality)
-        return PreparedImage(data, "jpg", width, height)
+        data, pixels = opencv_resize.shrink_jpeg(data, img, size, centre, orientation, options.quality)
+        return PreparedImage(data, "jpg", pixels.shape[1], pixels.shape[0], thumbnail=thumbnail(pixels))
     if img.format in JPEG_FORMATS:
         reduce = _jpeg_reduction(img.size, size, box) if size[0] < region[0] else 1
         img = decode_jpeg(data, img, reduce)
@@ -231,9 +236,9 @@ def _reencode(img: Image.Image, data: bytes, options: ImageOptions, orientation:
     out = io.BytesIO()
     if options.format == "webp":
         img.save(out, format="WEBP", quality=options.quality, method=_WEBP_METHOD)
-        return PreparedImage(out.getvalue(), "webp", img.width, img.height)
+        return PreparedImage(out.getvalue(), "webp", img.width, img.height, thumbnail=thumbnail(img))
     img.save(out, format="JPEG", quality=options.quality)
-    return PreparedImage(out.getvalue(), "jpg", img.width, img.height)
+    return PreparedImage(out.getvalue(), "jpg", img.width, img.height, thumbnail=thumbnail(img))
 
 
 def _jpeg_reduction(full: tuple[int, int], size: tuple[int, int], box: tuple) -> int:

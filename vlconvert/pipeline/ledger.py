@@ -23,7 +23,7 @@ import json
 import posixpath
 from collections.abc import Sequence
 
-from vlconvert.format import shard_name, utf8
+from vlconvert.format import shard_name, table_name, utf8
 from vlconvert.pipeline.tar_writer import ShardInfo
 from vlconvert.pipeline.task_result import ShardResult
 from vlconvert.records import Record
@@ -31,6 +31,7 @@ from vlconvert.storage import uploads_are_atomic, write_atomic
 
 PROGRESS_DIR = "_progress"
 PART_SUFFIX = ".part"
+TABLE_SUFFIX = ".parquet.part"  # a part's table (shard_table.py): named like the part, still never *.tar or *.parquet
 
 
 def records_digest(records: Sequence[Record]) -> str:
@@ -50,6 +51,11 @@ def part_path(fs, out_path: str, split: str, index: int, part: int) -> str:
     return posixpath.join(out_path, split, f"{prefix}-{index:06d}-{part:03d}{PART_SUFFIX}")
 
 
+def table_path(part: str) -> str:
+    """Where a part's Parquet table goes: beside it, under the same ``_tmp-``/``_done-`` name."""
+    return part[: -len(PART_SUFFIX)] + TABLE_SUFFIX
+
+
 def _done_path(out_path: str, split: str, index: int, part: int) -> str:
     return posixpath.join(out_path, split, f"_done-{index:06d}-{part:03d}{PART_SUFFIX}")
 
@@ -65,8 +71,11 @@ def commit(fs, out_path: str, result: ShardResult) -> ShardResult:
         done = _done_path(out_path, result.split, result.index, part)
         if info.path != done:
             fs.mv(info.path, done)
-        committed.append(ShardInfo(done, info.samples, info.bytes, info.sha256))
-    result = ShardResult(result.split, result.index, committed, result.rejected, result.class_counts, result.inputs)
+            if info.table_sha256:
+                fs.mv(table_path(info.path), table_path(done))
+        committed.append(ShardInfo(done, info.samples, info.bytes, info.sha256, info.table_bytes, info.table_sha256))
+    result = ShardResult(result.split, result.index, committed, result.rejected, result.class_counts, result.inputs,
+                         result.image_members)
     ledger = _ledger_path(out_path, result.split, result.index)
     fs.makedirs(posixpath.dirname(ledger), exist_ok=True)
     write_atomic(fs, ledger, utf8(json.dumps(result.to_json(), ensure_ascii=False)))
@@ -102,11 +111,13 @@ def load_committed(fs, out_path: str, splits: list[str]) -> dict[tuple[str, int]
         final = 0
         for result in sorted(results, key=lambda r: r.index):
             # Parts are looked up by name in this folder, so a moved or renamed OUT still resumes.
-            result.shards = [ShardInfo(posixpath.join(out_path, split, posixpath.basename(s.path)), s.samples, s.bytes, s.sha256)
-                             for s in result.shards]
+            result.shards = [ShardInfo(posixpath.join(out_path, split, posixpath.basename(s.path)), s.samples, s.bytes, s.sha256,
+                                       s.table_bytes, s.table_sha256) for s in result.shards]
             whole = True
             for info in result.shards:
                 whole &= sizes.get(posixpath.basename(info.path)) == info.bytes or sizes.get(shard_name(split, final)) == info.bytes
+                table = posixpath.basename(table_path(info.path))
+                whole &= sizes.get(table) == info.table_bytes or sizes.get(table_name(split, final)) == info.table_bytes
                 final += 1
             if result.split == split and whole:
                 done[(result.split, result.index)] = result

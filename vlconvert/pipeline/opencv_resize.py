@@ -78,9 +78,9 @@ def _opencv():
     return cv2
 
 
-def shrink_jpeg(data: bytes, img, size: tuple[int, int], centre, orientation: int, quality: int) -> tuple[bytes, int, int]:
-    """``data`` (whose header ``img`` read) resized to ``size`` as stored, turned upright, cut to ``centre``, as JPEG
-    bytes with their width and height."""
+def shrink_jpeg(data: bytes, img, size: tuple[int, int], centre, orientation: int, quality: int) -> tuple[bytes, np.ndarray]:
+    """``data`` (whose header ``img`` read) resized to ``size`` as stored, turned upright, cut to ``centre``: the JPEG
+    bytes and the pixels they encode."""
     pixels, scale = decode_jpeg_scaled(data, img, size)
     # fx, fy exact (not from the output size): pixel centres map as in Pillow's resize of the exact box.
     fx, fy = size[0] / (img.width * scale), size[1] / (img.height * scale)
@@ -95,4 +95,4 @@ def shrink_jpeg(data: bytes, img, size: tuple[int, int], centre, orientation: in
         left, top, right, bottom = centre
         out = out[top:bottom, left:right]
     out = np.ascontiguousarray(out)
-    return simplejpeg.encode_jpeg(out, quality=quality, colorspace="RGB", colorsubsampling="420"), out.shape[1], out.shape[0]
+    return simplejpeg.encode_jpeg(out, quality=quality, colorspace="RGB", colorsubsampling="420"), out

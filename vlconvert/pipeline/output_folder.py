@@ -7,6 +7,10 @@ unfinished build with the same key resumes it; anything else in the folder
 is replaced only with ``overwrite``, and then only when the folder holds a
 vlconvert manifest and nothing a build does not write: a dataset, a thesis or a
 folder whose ``manifest.json`` merely has that name is never deleted.
+
+On a local disk the claim is exclusive (:func:`vlconvert.storage.write_exclusive`): of two runs finding the folder
+empty at once, one claims it and the other stops.  On an object store a claim replaces any other, as every write
+there does (fsspec has no create-if-absent for S3, GCS, Azure): two runs started together can both claim it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import os
 import posixpath
 import re
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
 from typing import Any
 
 from fsspec.implementations.local import LocalFileSystem
@@ -26,7 +32,7 @@ import vlconvert.format as output_format
 from vlconvert.errors import VLConvertError
 from vlconvert.pipeline import ledger
 from vlconvert.pipeline.task_result import ShardResult
-from vlconvert.storage import uploads_are_atomic
+from vlconvert.storage import CLAIM_TEMP, uploads_are_atomic, write_exclusive
 from vlconvert.version import __version__
 
 
@@ -65,15 +71,19 @@ def build_status(manifest: dict | None) -> str | None:
     return None
 
 
-def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite: bool, resume: bool) -> dict[tuple[str, int], ShardResult]:
-    """Make ``out`` ready; returns the tasks an interrupted identical build already finished."""
+def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite: bool, resume: bool, *,
+            resumable: bool = True) -> dict[tuple[str, int], ShardResult]:
+    """Make ``out`` ready; returns the tasks an interrupted identical build already finished.  ``resumable=False``:
+    the caller (``vlconvert.reshard``, ``dedup --into``) cannot resume a run cut short, so offers only --overwrite."""
     fs.invalidate_cache()
     try:
         existing = fs.ls(out_path, detail=False) if fs.isdir(out_path) else []
     except FileNotFoundError:
         existing = []
-    if [posixpath.basename(e.rstrip("/")) for e in existing] == [output_format.MANIFEST + ".tmp"]:
-        fs.rm(existing[0])  # a claim cut short (say, by a full disk): the folder is still ours and empty
+    if existing and all(_CLAIM_TEMPS.fullmatch(posixpath.basename(e.rstrip("/"))) for e in existing):
+        for entry in existing:  # claims cut short (a full disk, a kill): the folder is still empty
+            with suppress(FileNotFoundError):  # another run cleared it first
+                fs.rm(entry)
         existing = []
     if existing:
         manifest = _read_manifest(fs, out_path)
@@ -92,17 +102,19 @@ def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite:
         if not overwrite:
             if unfinished and same:
                 raise VLConvertError(f"{out}: holds an unfinished run of this same build; rerun without --no-resume to finish it, "
-                                     "or add --overwrite to start over")
+                                     "or add --overwrite to start over" if resumable else
+                                     f"{out}: holds an unfinished copy of this same selection, cut short; add --overwrite to start over")
             if unfinished and manifest.get("vlconvert_version") != __version__:
                 raise VLConvertError(f"{out}: holds an unfinished build by vlconvert {manifest.get('vlconvert_version')} (this is "
                                      f"{__version__}), which cannot be resumed by another version; pass --overwrite to discard it")
             if unfinished:
                 raise VLConvertError(f"{out}: holds an unfinished build with other inputs or options; pass --overwrite to discard it")
             raise VLConvertError(f"{out}: folder is not empty; pass --overwrite to replace an earlier vlconvert build there")
-        foreign = foreign_files(fs, out_path)
+        foreign = foreign_files(fs, out_path, manifest)
         if foreign:
             more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-            raise VLConvertError(f"{out}: holds {foreign[0]}{more}, which no vlconvert build writes; --overwrite deletes only "
+            what = "which its manifest does not list" if all(map(_OPTIONAL.fullmatch, foreign)) else "which no vlconvert build writes"
+            raise VLConvertError(f"{out}: holds {foreign[0]}{more}, {what}; --overwrite deletes only "
                                  "a build's own files: move them away or choose another --out")
         _delete_build(fs, out_path, existing)
     try:
@@ -110,26 +122,49 @@ def prepare(fs, out: str, out_path: str, splits: list[str], key: str, overwrite:
     except OSError as exc:
         raise VLConvertError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from exc
     # Claims the folder at once: an interrupted build can be resumed, or replaced with --overwrite.
-    output_format.write_manifest(fs, out_path, output_format.in_progress_manifest(key))
+    claim = output_format.utf8(output_format.dumps(output_format.in_progress_manifest(key), indent=2) + "\n")
+    if not write_exclusive(fs, posixpath.join(out_path, output_format.MANIFEST), claim):
+        raise VLConvertError(f"another vlconvert run claimed {out} at the same moment; let that run finish, "
+                             "or write to another folder")
     return {}
 
 
 # What a build writes (see docs/output-format.md), relative to OUT.  "*.tmp" is a write cut short.
 _SIDE_FILES = (output_format.MANIFEST, output_format.ERRORS, output_format.CLASSNAMES, output_format.CLASSES,
                output_format.ZEROSHOT_TEMPLATES)
+# Side files not every build has (a build from before them, one without --dedup): a build's own only where its
+# manifest's ``files`` lists them, so --overwrite never deletes a person's README.md beside an older build.
+_OPTIONAL_FILES = (output_format.ERRORS_TABLE, output_format.DUPLICATES, output_format.CARD)
+_WIDS = re.escape(output_format.WIDS_INDEX_SUFFIX)
+_OPTIONAL = re.compile(rf"{'|'.join(map(re.escape, _OPTIONAL_FILES))}|(?P<split>[A-Za-z0-9_-]+)/(?P=split){_WIDS}")
+_CLAIM_TEMPS = re.compile(rf"{re.escape(output_format.MANIFEST)}(?:\.tmp|{CLAIM_TEMP.pattern})")  # write_atomic's, write_exclusive's
 _OWN_FILES = re.compile(
-    rf"(?:{'|'.join(map(re.escape, _SIDE_FILES))})(?:\.tmp)?"
+    rf"(?:{'|'.join(map(re.escape, _SIDE_FILES))})(?:\.tmp)?|(?:{'|'.join(map(re.escape, _OPTIONAL_FILES))})\.tmp"
+    rf"|{_CLAIM_TEMPS.pattern}"
     r"|_progress/[A-Za-z0-9_-]+/[0-9]{6}\.json(?:\.tmp)?"
     rf"|(?P<split>[A-Za-z0-9_-]+)/(?:{re.escape(output_format.SIZES)}(?:\.tmp)?|(?P=split)-[0-9]{{6}}\.tar"
-    r"|_(?:tmp|done)-[0-9]{6}-[0-9]{3}\.(?:part|tar))"
+    rf"|(?P=split){_WIDS}\.tmp"
+    r"|(?P=split)-[0-9]{6}\.parquet|_(?:tmp|done)-[0-9]{6}-[0-9]{3}\.(?:part|tar|parquet\.part))"
 )
 
 
-def foreign_files(fs, out_path: str) -> list[str]:
-    """Entries under ``out_path`` that no vlconvert build writes, relative to it, sorted.
+def _owner(manifest: dict | None):
+    """Whether a path relative to OUT is the own of the build ``manifest`` describes.  A complete build owns the
+    optional side files its ``files`` lists; an unfinished one (a claim lists no files) those a finish cut short may
+    have written but README.md: the card, written just before the manifest, is the one such name a person writes."""
+    status = build_status(manifest)
+    files = manifest.get("files") if status == "complete" else None
+    listed = set(files) if isinstance(files, dict) else None
+    return lambda relative: _OWN_FILES.fullmatch(relative) is not None or (_OPTIONAL.fullmatch(relative) is not None and (
+        relative in listed if listed is not None else status == "in_progress" and relative != output_format.CARD))
+
+
+def foreign_files(fs, out_path: str, manifest: dict | None = None) -> list[str]:
+    """Entries under ``out_path`` that are not a build's own (``manifest``: the folder's, read if not given), sorted.
 
     Links count as foreign and are never followed: a link in OUT may lead anywhere."""
     root = out_path.rstrip("/") or "/"
+    own = _owner(manifest if manifest is not None else _read_manifest(fs, out_path))
     foreign = []
     if isinstance(fs, LocalFileSystem):
         for folder, dirs, names in os.walk(root, followlinks=False, onerror=_unlistable):
@@ -146,12 +181,12 @@ def foreign_files(fs, out_path: str) -> list[str]:
                        and (depth == 0 or (depth == 1 and relative_folder == "_progress"))]
             for name in names:
                 relative = os.path.relpath(os.path.join(folder, name), root)
-                if os.path.islink(os.path.join(folder, name)) or not _OWN_FILES.fullmatch(relative):
+                if os.path.islink(os.path.join(folder, name)) or not own(relative):
                     foreign.append(relative)
         return sorted(foreign)
     for path in fs.find(root, withdirs=False):  # object stores: no links, no empty folders
         relative = posixpath.relpath(path.rstrip("/"), root)
-        if not _OWN_FILES.fullmatch(relative):
+        if not own(relative):
             foreign.append(relative)
     return sorted(foreign)
 
@@ -160,11 +195,16 @@ def _unlistable(error: OSError) -> None:
     raise VLConvertError(f"{error.filename}: cannot list this folder ({error.strerror}); refusing to delete what it may hold")
 
 
-def check_apart(out_fs, out_path: str, data_fs, data_path: str, out: str, root: str) -> None:
+_DATASET = "the dataset folder"
+
+
+def check_apart(out_fs, out_path: str, data_fs, data_path: str, out: str, root: str, *, flag: str = "--out",
+                source_is: str = _DATASET) -> None:
     """``--out`` may not be the dataset's folder, hold it, or sit inside it.
 
     A build written into the dataset would be read as data by the next build (an extra
-    class of an image folder), and ``--overwrite`` there could delete the dataset."""
+    class of an image folder), and ``--overwrite`` there could delete the dataset.  ``flag`` and ``source_is`` name
+    the option and what it reads for another caller (``dedup --into``: ``"--into"``, ``"the build it reads"``)."""
     local = isinstance(out_fs, LocalFileSystem)
     if local != isinstance(data_fs, LocalFileSystem) or (not local and out_fs.protocol != data_fs.protocol):
         return
@@ -176,9 +216,10 @@ def check_apart(out_fs, out_path: str, data_fs, data_path: str, out: str, root: 
     holds = (data_real.rstrip("/") + "/").startswith(out_real.rstrip("/") + "/")
     if inside or holds:
         where = "is" if out_real.rstrip("/") == data_real.rstrip("/") else "is inside" if inside else "contains"
-        raise VLConvertError(f"--out {out} {where} the dataset folder {root}: vlconvert never writes into the data it reads "
-                             "(a later build would read the shards as data, and --overwrite could delete the dataset); "
-                             "choose an --out outside it")
+        why = ("a later build would read the shards as data, and --overwrite could delete the dataset" if source_is == _DATASET
+               else "--overwrite there could delete it")
+        raise VLConvertError(f"{flag} {out} {where} {source_is} {root}: vlconvert never writes into the data it reads ({why}); "
+                             f"choose an {flag} outside it")
 
 
 def _delete_build(fs, out_path: str, entries: list[str]) -> None:
@@ -197,33 +238,43 @@ class SplitSummary:
     errored: int
     shards: list[dict]
     class_counts: list[int]
-    held_out: int = 0
+    held_out: int = 0  # records of held-out classes (--holdout-classes)
+    capped: int = 0  # records left out by --min-per-class and --max-per-class
+    deduplicated: int = 0  # samples --dedup left out of a training split (duplicates.jsonl lists each with its twin)
+    image_members: dict = field(default_factory=dict)  # samples per image member: more than one breaks Hugging Face's loader
     ignored: int = 0  # hidden files the adapter left out by convention: not records, counted so nothing vanishes
 
 
 def finish_split(fs, out_path: str, split: str, results: list[ShardResult], num_classes: int,
-                 planned: int, rejected_before: int, held_out: int) -> tuple[SplitSummary, dict]:
+                 planned: int, rejected_before: int, left_out: Mapping[str, int], deduplicated: int = 0) -> tuple[SplitSummary, dict]:
     """Give the split's committed parts their final, consecutive names; account for every record.
     Returns the split's summary and what the manifest records of its sizes.json.
 
     ``planned`` records went into tasks; the adapter rejected ``rejected_before``
-    rows and ``held_out`` records were kept out on purpose."""
-    read = planned + rejected_before + held_out
+    rows, and ``left_out`` counts the records kept out on purpose by reason
+    (``held_out``, ``capped``: each a field of :class:`SplitSummary`); ``deduplicated`` samples were written, then
+    dropped from their parts by ``--dedup``."""
+    read = planned + rejected_before + sum(left_out.values())
     split_dir = posixpath.join(out_path, split)
-    shards, counts, renames = [], Counter(), []
+    shards, counts, renames, members = [], Counter(), [], Counter()
     for result in sorted(results, key=lambda r: r.index):
         counts.update(result.class_counts)
+        members.update(result.image_members)
         for info in result.shards:
-            name = output_format.shard_name(split, len(shards))
-            renames.append((info.path, posixpath.join(split_dir, name)))
-            shards.append({"name": f"{split}/{name}", "samples": info.samples, "bytes": info.bytes, "sha256": info.sha256})
+            name, table = output_format.shard_name(split, len(shards)), output_format.table_name(split, len(shards))
+            renames += [(info.path, posixpath.join(split_dir, name)), (ledger.table_path(info.path), posixpath.join(split_dir, table))]
+            shards.append({"name": f"{split}/{name}", "samples": info.samples, "bytes": info.bytes, "sha256": info.sha256,
+                           "table": {"name": f"{split}/{table}", "bytes": info.table_bytes, "sha256": info.table_sha256}})
     _rename_all(fs, split_dir, renames)
     sizes = output_format.write_sizes(fs, split_dir, shards)
     written = sum(s["samples"] for s in shards)
     errored = rejected_before + sum(len(r.rejected) for r in results)
-    if written + errored + held_out != read:
-        raise RuntimeError(f"split {split}: {read} records read but {written} written + {errored} rejected + {held_out} held out")
-    summary = SplitSummary(read, written, errored, shards, [counts.get(label, 0) for label in range(num_classes)], held_out)
+    left_out = {**left_out, "deduplicated": deduplicated}
+    if written + errored + sum(left_out.values()) != read:
+        terms = "".join(f" + {n} {reason.replace('_', ' ')}" for reason, n in left_out.items())
+        raise RuntimeError(f"split {split}: {read} records read but {written} written + {errored} rejected{terms}")
+    summary = SplitSummary(read, written, errored, shards, [counts.get(label, 0) for label in range(num_classes)], **left_out,
+                           image_members=dict(sorted((+members).items())))
     return summary, sizes
 
 

@@ -16,12 +16,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from vlconvert.captions.render import CaptionError, CaptionRenderer, CaptionSpec
 from vlconvert.format import CAPTION_MEMBER, LABEL_MEMBER, METADATA_MEMBER, caption_member, dumps, utf8
+from vlconvert.pipeline import shard_table
 from vlconvert.pipeline.image_files import ReadLimits, read_image_bytes
 from vlconvert.pipeline.images import ImageError, ImageOptions, prepare
-from vlconvert.pipeline.ledger import commit, part_path, records_digest
-from vlconvert.pipeline.tar_writer import RollingTarWriter, TarPart
+from vlconvert.pipeline.ledger import commit, part_path, records_digest, table_path
+from vlconvert.pipeline.shard_table import PartRows, caption_key, sample_row
+from vlconvert.pipeline.tar_writer import RollingTarWriter, ShardInfo, TarPart
 from vlconvert.pipeline.task_result import ShardResult
 from vlconvert.records import ClassInfo, Record, Rejected
 from vlconvert.storage import filesystem
@@ -46,6 +50,7 @@ class ShardTaskRunner:
         self.config = config
         self.fs, self.out_path = filesystem(config.out, "--out")
         self.captions = CaptionRenderer(config.captions.templates, config.classes)
+        self.table_schema = shard_table.schema([t.name for t in config.captions.templates])
 
     def run(self, split: str, index: int, records: Sequence[Record]) -> ShardResult:
         """Write one task's shard (parts, if the byte bound is crossed) and commit it."""
@@ -56,6 +61,7 @@ class ShardTaskRunner:
 
         result = ShardResult(split, index, [], inputs=records_digest(records))
         count = len(self.config.classes)
+        tables: list[PartRows] = []
         with RollingTarWriter(open_part, self.config.max_samples, self.config.max_bytes) as tar_writer:
             for record in records:
                 if not _is_label(record.label, count):
@@ -63,7 +69,7 @@ class ShardTaskRunner:
                     result.rejected.append(Rejected(split, record.key, record.source or _describe(record.image), reason, "adapter"))
                     continue
                 try:
-                    members = self._members(record)
+                    members, row, thumbnail = self._members(record)
                 except (ImageError, CaptionError) as exc:
                     stage = "image" if isinstance(exc, ImageError) else "caption"
                     result.rejected.append(Rejected(split, record.key, record.source or _describe(record.image), str(exc), stage))
@@ -72,17 +78,27 @@ class ShardTaskRunner:
                     reason = f"unexpected {type(exc).__name__} while preparing this record: {exc}"
                     result.rejected.append(Rejected(split, record.key, record.source or _describe(record.image), reason, "image"))
                     continue
-                tar_writer.write(record.key, members)
+                part = tar_writer.write(record.key, members)
+                tables.extend(PartRows() for _ in range(part + 1 - len(tables)))
+                tables[part].add(row, thumbnail)
                 result.class_counts[operator.index(record.label)] += 1
-            result.shards = tar_writer.close()
+                result.image_members[members[0][0]] += 1
+            parts = tar_writer.close()
+        result.shards = [self._write_table(info, rows) for info, rows in zip(parts, tables)]
         return commit(self.fs, self.out_path, result)
 
-    def _members(self, record: Record) -> list[tuple[str, bytes]]:
+    def _write_table(self, info: ShardInfo, rows: PartRows) -> ShardInfo:
+        size, digest = shard_table.write(self.fs, table_path(info.path), shard_table.encode(rows, self.table_schema))
+        return ShardInfo(info.path, info.samples, info.bytes, info.sha256, size, digest)
+
+    def _members(self, record: Record) -> tuple[list[tuple[str, bytes]], dict, np.ndarray]:
+        """The sample's tar members, its row of the shard's table, and its image's thumbnail."""
         spec = self.config.captions
         primary = spec.choose(record.key)
-        captions = [(CAPTION_MEMBER, self.captions.render(primary, record))]
-        captions += [(caption_member(t.name), self.captions.render(t, record)) for t in spec.named]
-        image = prepare(read_image_bytes(self._locate(record.image), self.config.read), self.config.image, record.crop)
+        texts = {t.name: self.captions.render(t, record) for t in spec.templates}
+        captions = [(CAPTION_MEMBER, texts[primary.name])] + [(caption_member(t.name), texts[t.name]) for t in spec.named]
+        source = read_image_bytes(self._locate(record.image), self.config.read)
+        image = prepare(source, self.config.image, record.crop)
         label = operator.index(record.label)
         cls = self.config.classes[label]
         sample = {
@@ -98,11 +114,14 @@ class ShardTaskRunner:
             "height": image.height,
             "metadata": dict(record.metadata),
             "caption_template": primary.name,
+            # every rendered caption, for open_clip's --json-text-key / --json-text-key-probs to mix without a rebuild
+            **{caption_key(name): text for name, text in texts.items()},
         }
         members = [(image.extension, image.data)] + [(member, utf8(text)) for member, text in captions]
         members.append((METADATA_MEMBER, utf8(dumps(sample))))  # strict JSON: a CSV's "inf" becomes null, not Infinity
         members.append((LABEL_MEMBER, str(label).encode()))
-        return members
+        row = sample_row(record.key, record.split, label, cls.name, texts, primary.name, sample["source"], source, image, members)
+        return members, row, image.thumbnail
 
     def _locate(self, image: str | bytes) -> str | bytes:
         if isinstance(image, bytes) or "://" in image or os.path.isabs(image) or not self.config.cwd:

@@ -39,6 +39,8 @@ class ShardInfo:
     samples: int
     bytes: int
     sha256: str
+    table_bytes: int = 0  # the part's Parquet table (shard_table.py), beside it
+    table_sha256: str = ""
 
 
 class _HashingWriter:
@@ -188,7 +190,8 @@ class RollingTarWriter:
             part, self._current = self._current, None
             part.abandon()
 
-    def write(self, key: str, members: list[tuple[str, bytes]]) -> None:
+    def write(self, key: str, members: list[tuple[str, bytes]]) -> int:
+        """Adds one sample; returns the number of the part it went into."""
         entries = _tar_entries(key, members)
         size = _stored_bytes(entries)
         part = self._current
@@ -201,6 +204,7 @@ class RollingTarWriter:
         if part is None:
             part = self._current = self._open_part(len(self.closed))
         part._add(entries)
+        return len(self.closed)
 
     def close(self) -> list[ShardInfo]:
         """Finish the open part; the parts written, in order."""

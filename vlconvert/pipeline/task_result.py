@@ -21,6 +21,7 @@ class ShardResult:
     rejected: list[Rejected] = field(default_factory=list)
     class_counts: Counter = field(default_factory=Counter)
     inputs: str = ""  # digest of the task's records: a resumed task is kept only if its inputs are unchanged
+    image_members: Counter = field(default_factory=Counter)  # samples per image member (jpg, png, webp)
 
     @property
     def records(self) -> int:
@@ -34,6 +35,7 @@ class ShardResult:
             "rejected": [r.as_json() for r in self.rejected],
             "class_counts": {str(label): n for label, n in sorted(self.class_counts.items())},
             "inputs": self.inputs,
+            "image_members": dict(sorted(self.image_members.items())),
         }
 
     @classmethod
@@ -45,4 +47,5 @@ class ShardResult:
             [Rejected(r["split"], r["key"], r["source"], r["reason"], r["stage"]) for r in data["rejected"]],
             Counter({int(label): n for label, n in data["class_counts"].items()}),
             data["inputs"],
+            Counter(data.get("image_members", {})),
         )

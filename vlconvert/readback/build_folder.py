@@ -48,7 +48,7 @@ def manifest_problems(manifest: dict) -> Iterator[str]:
         if not isinstance(info, dict):
             yield f"split {split}: its entry is a {type(info).__name__}, not a mapping"
             continue
-        for name in ("read", "written", "errored"):
+        for name in ("read", "written", "errored", "held_out", "capped", "deduplicated", "filtered"):
             if name in info and not whole(info[name]):
                 yield f"split {split}: {name} is {info[name]!r}, not a count"
         counts = info.get("class_counts", [])

@@ -18,6 +18,7 @@ from vlconvert.readback.build_folder import listed_shards, manifest_problems, op
 from vlconvert.readback.validate_counts import check_split
 from vlconvert.readback.validate_files import check_side_files
 from vlconvert.readback.validate_shard import MAX_LISTED, SampleRules, ShardCheck, check_shard
+from vlconvert.readback.validate_tables import check_table
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,9 @@ def validate(out: str, *, decode: bool = True, workers: int = 1,
     checks = _run(fs, path, listed, rules, max(1, workers))
     seen: dict[str, dict[str, str]] = {s: {} for s in splits}  # key → the shard it came from
     by_split: dict[str, list[ShardCheck]] = {s: [] for s in splits}
-    for done, (split, check) in enumerate(checks, 1):
+    for done, ((split, check), (_, entry)) in enumerate(zip(checks, listed), 1):
+        if check.clean:
+            check_table(fs, path, report.add, split, entry, check.keys)
         report.shards += 1
         report.samples += check.samples
         by_split[split].append(check)

@@ -18,13 +18,27 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 
-from vlconvert.format import CLASSES, CLASSNAMES, ERRORS, MANIFEST, SIZES, ZEROSHOT_TEMPLATES
-from vlconvert.storage import NotARegularFile, bounded_lines, open_regular
+from vlconvert.format import (
+    CARD,
+    CLASSES,
+    CLASSNAMES,
+    DUPLICATES,
+    ERRORS,
+    ERRORS_TABLE,
+    MANIFEST,
+    SIZES,
+    ZEROSHOT_TEMPLATES,
+    wids_index_name,
+)
+from vlconvert.storage import NotARegularFile, bounded_lines, open_regular, read_bounded
 
 Add = Callable[[str, str], None]  # (where, what)
 MAX_LINE_BYTES = 1 << 20  # an error entry or a class line is a few hundred bytes
 _TOP_LEVEL = (ERRORS, CLASSNAMES, CLASSES, ZEROSHOT_TEMPLATES)
-_SPLIT_FILE = re.compile(r"([A-Za-z0-9_-]+)/" + re.escape(SIZES))
+_OPTIONAL = (ERRORS_TABLE, CARD, DUPLICATES)  # checked when the manifest lists it: builds before it did not write it
+_SPLIT_FILE = re.compile(rf"([A-Za-z0-9_-]+)/(?:{re.escape(SIZES)}|\1{re.escape(wids_index_name(''))})")
+MAX_INDEX_BYTES = 64 << 20  # a wids index is about 80 bytes a shard
+_WIDS_FIELDS = ("url", "nsamples", "filesize")
 _ERROR_FIELDS = ("split", "key", "source", "stage", "reason")
 _NAMED_IN_MANIFEST = {"classnames": CLASSNAMES, "classes": CLASSES, "zeroshot_templates": ZEROSHOT_TEMPLATES}
 
@@ -38,6 +52,7 @@ def check_side_files(fs, path: str, add: Add, manifest: dict, num_classes: int) 
             add(name, why)
             unreadable.add(name)
     _check_hashes(fs, path, add, manifest, unreadable)
+    _check_wids_indexes(fs, path, add, manifest)
     errors = manifest.get("errors") if isinstance(manifest.get("errors"), dict) else {}
     expected = errors.get("count")
     split_errors = [s.get("errored") for s in (manifest.get("splits") or {}).values() if isinstance(s, dict)]
@@ -84,7 +99,7 @@ def _check_hashes(fs, path: str, add: Add, manifest: dict, unreadable: set[str])
         add(MANIFEST, f"files has no entry for {name}")
     for name, info in sorted(recorded.items()):
         split_file = _SPLIT_FILE.fullmatch(name)
-        if name not in _TOP_LEVEL and not (split_file and split_file.group(1) in splits):
+        if name not in _TOP_LEVEL and name not in _OPTIONAL and not (split_file and split_file.group(1) in splits):
             add(MANIFEST, f"files lists {name!r}, which is not a file a build writes; not opened")
             continue
         if not isinstance(info, dict) or not isinstance(info.get("bytes"), int) or not isinstance(info.get("sha256"), str):
@@ -202,3 +217,29 @@ def _json(line: bytes):
         return json.loads(line)
     except (ValueError, RecursionError):
         return None
+
+
+def _check_wids_indexes(fs, path: str, add: Add, manifest: dict) -> None:
+    """Each ``<split>/<split>.wids.json`` the manifest lists names the split's shards with their counts and sizes.
+    Not required: builds before it did not write one.  A missing or unreadable index is the hash check's to report."""
+    recorded = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    splits = manifest.get("splits") if isinstance(manifest.get("splits"), dict) else {}
+    for split, info in splits.items():
+        name = f"{split}/{wids_index_name(split)}"
+        shards = info.get("shards") if isinstance(info, dict) else None
+        # A split name that is not a key (a tampered "../..") never reaches the file system.
+        if name not in recorded or not _SPLIT_FILE.fullmatch(name) or not isinstance(shards, list):
+            continue
+        try:
+            index = json.loads(read_bounded(fs, posixpath.join(path, name), MAX_INDEX_BYTES))
+        except (OSError, ValueError, RecursionError, NotARegularFile):
+            continue
+        if not isinstance(index, dict) or index.get("__kind__") != "wids-shard-index-v1" or index.get("wids_version") != 1:
+            add(name, "not a wids shard index (__kind__ wids-shard-index-v1, wids_version 1)")
+            continue
+        listed = index.get("shardlist") if isinstance(index.get("shardlist"), list) else None
+        found = None if listed is None else [{k: e.get(k) for k in _WIDS_FIELDS} if isinstance(e, dict) else e for e in listed]
+        expected = [{"url": posixpath.basename(str(s.get("name"))), "nsamples": s.get("samples"), "filesize": s.get("bytes")}
+                    for s in shards if isinstance(s, dict)]
+        if found != expected:
+            add(name, "its shardlist is not the manifest's shards of the split (url, nsamples, filesize)")
