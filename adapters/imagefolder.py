@@ -22,6 +22,7 @@ import hashlib
 import os
 import posixpath
 import re
+import warnings
 
 from fsspec.implementations.local import LocalFileSystem
 
@@ -34,6 +35,7 @@ from ._rows import ImageRow, assemble
 from ._tables import classes_from_keys, read_taxonomy
 
 SPLIT_NAMES = ("train", "val", "validation", "valid", "test", "dev")
+INAT_FOLDER = re.compile(r"^\d{5}_[A-Z][a-z]+_")  # 00000_Animalia_Annelida_…: iNat-2021's image_dir_name
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
@@ -78,6 +80,7 @@ class ImageFolderAdapter(ReleaseAdapter):
                 rows += [self._row(path, class_name, split_dir or None) for path in found]
         rows += [ImageRow(path_key(path), path, None, self._split_of(path, splits, split_layout), problem=problem)
                  for path, problem in walk.refused]
+        _suggest_inat(class_names, self.files.root)
         taxonomy = read_taxonomy(self.taxonomy, self.taxonomy_key)
         classes = classes_from_keys(sorted(class_names), taxonomy, self.taxonomy_key, self.taxonomy or "")
         label_of = {c.extra["class_key"]: c.label for c in classes}
@@ -107,6 +110,16 @@ class ImageFolderAdapter(ReleaseAdapter):
             return False
         digest = hashlib.blake2b(f"{self.seed}:{relative}".encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big") / 2**64 < self.val_fraction
+
+
+def _suggest_inat(class_names: set[str], root: str) -> None:
+    """iNat-2021's folders read as imagefolder classes give captions of folder names and no common names: the
+    build goes on, as the user may mean it, but says which adapter reads the release's taxonomy."""
+    if class_names and sum(bool(INAT_FOLDER.match(name)) for name in class_names) * 2 > len(class_names):
+        example = min(class_names)
+        warnings.warn(f"{root}: the class folders are named like iNaturalist 2021's ({example[:40]}…); if this is an iNat "
+                      "release with its train.json / val.json, --adapter inat2021 reads their taxonomy and common names",
+                      stacklevel=2)
 
 
 def path_key(relative: str) -> str:

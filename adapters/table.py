@@ -22,6 +22,7 @@ from vlconvert.errors import VLConvertError
 from vlconvert.storage import filesystem
 
 from ._base import Release, ReleaseAdapter
+from ._release import leaves_root
 from ._rows import ImageRow, assemble, id_order
 from ._tables import classes_from_keys, pick_column, read_table, read_taxonomy
 
@@ -75,7 +76,7 @@ class TableAdapter(ReleaseAdapter):
                 class_id=class_value,
                 split=(str(row[split]) if row[split] not in (None, "") else None) if split else "train",
                 metadata={k: v for k, v in row.items() if k not in used},
-                problem=problem,
+                problem=problem or self._absolute(str(row[image]) if row[image] else ""),
             ))
         keys = sorted({r.class_id for r in rows if r.class_id is not None}, key=id_order)
         classes = classes_from_keys(keys, read_taxonomy(self.taxonomy, self.taxonomy_key), self.taxonomy_key, self.taxonomy or "")
@@ -83,6 +84,13 @@ class TableAdapter(ReleaseAdapter):
         splits = sorted({r.split for r in rows if r.split}) or ["train"]
         records, rejected = assemble(self.files, rows, label_of, splits, shown)
         return Release(classes, records, rejected)
+
+    def _absolute(self, path: str) -> str | None:
+        """Why an absolute path is refused, saying how paths are read: a table of absolute paths is a common first try."""
+        if not path.startswith("/") or self.files.allow_outside_root or not leaves_root(self.files.join(""), path):
+            return None
+        return (f"absolute path {path!r} points outside the dataset root: image paths in a table are relative to the "
+                f"table's folder {self.files.root!r} (--option allow_outside_root=true reads them where they are)")
 
 
 def _label_text(value, column: str) -> tuple[str | None, str | None]:

@@ -35,6 +35,32 @@ HEADER = """\
 This is every `vlconvert` command's `--help`, generated from the code (`python
 docs/make_cli_reference.py` rewrites it). Exit codes are listed at the end of each
 command's help where they matter; [errors.md](errors.md) explains each error and what to do.
+
+## One vocabulary
+
+Every command spells the same idea the same way (`vlconvert/cli/vocabulary.py`; a test holds
+every command to it):
+
+| idea | spelling | commands |
+| --- | --- | --- |
+| a build folder a command reads | `BUILD`, the first argument | validate, inspect, dedup, lit-train, zeroshot, export-clip-benchmark |
+| a build folder a command writes | `-o/--out` | build, dedup (the copy without duplicates) |
+| the dataset read | `-a/--adapter`, `-r/--root` | build, captions |
+| a split | `-s/--split` | every command that takes one |
+| a caption template | `-t/--template` | build, captions |
+| how many samples to show | `-n/--samples` | captions, inspect |
+| processes or threads | `-w/--workers` | build, validate |
+| a LiT run folder | `--run-dir` | lit-train |
+| a report (folder, or dedup's JSON-lines file) | `--report` | inspect, zeroshot, dedup |
+| a CLIP_benchmark dataset root | `--dataset-root` | export-clip-benchmark |
+
+A short flag means one option everywhere, and every option with a default shows it. The run
+folder is `--run-dir`, not `--run`: `torchrun … -m vlconvert lit-train` reads every option
+that abbreviates one of its own, and `--run` abbreviates torchrun's `--run-path` (a test
+holds lit-train's options apart from torchrun's). The
+spellings of vlconvert 0.3 (`--data BUILD`; `lit-train --out`; `inspect --html`; `dedup
+--into`, `-a`, `-t`, `-r`; `export-clip-benchmark --out`) still work for one release and
+print a `warning: … is deprecated` line on stderr.
 """
 
 

@@ -151,6 +151,7 @@ def test_the_whole_corpus_in_one_build(corpus, tmp_path):
     assert "Danaus plexippus second line" in (out / "classes.jsonl").read_text().replace("\\n", " ")
 
 
+@pytest.mark.slow
 def test_strict_and_max_error_rate_turn_rejections_into_exit_3(corpus, tmp_path):
     root, expected_bad, _, _ = corpus
     result = run("build", "--adapter", "inat2021", "--root", str(root), "--out", str(tmp_path / "strict"), "--strict")

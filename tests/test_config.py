@@ -35,6 +35,7 @@ def files_of(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_manifest_repeats_its_build_byte_for_byte(tmp_path):
     first = run("build", "--adapter", "inat2021", "--root", str(EXAMPLE), "--out", str(tmp_path / "first"),
                 "--template-mix", "scientific=0.3,common=0.7", "--template", "taxonomic", "--seed", "11",
@@ -69,6 +70,7 @@ def test_a_manifest_repeats_its_build_byte_for_byte(tmp_path):
     assert read_json(tmp_path / "again" / "manifest.json") == manifest
 
 
+@pytest.mark.slow
 def test_the_documented_build_toml_sets_every_option(tmp_path):
     assert set(load_config_text(tmp_path, DOC_TOML, "build.toml")) == set(KEYS)
     # The example, as written, builds (paths relative to the folder the command runs in).
@@ -142,6 +144,7 @@ def test_bad_options_are_one_line_errors_naming_key_and_file(tmp_path, text, mes
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_config_errors_through_the_command(tmp_path):
     path = tmp_path / "build.toml"
     path.write_text('adapter = "inat2021"\nshard_count = 3\n', encoding="utf-8")

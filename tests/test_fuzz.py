@@ -70,6 +70,7 @@ def build_and_check(root: Path, out: Path, adapter: str, **options) -> None:
                     simplejpeg.decode_jpeg(tar.extractfile(member).read(), strict=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["jpeg", "progressive", "png"])
 @FUZZ
 @given(edits=EDITS, resize=st.sampled_from([None, 24]))
@@ -83,6 +84,7 @@ def test_damaged_images_are_rejected_or_written_whole(kind, edits, resize):
         build_and_check(root, Path(folder) / "out", "imagefolder", resize=resize)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(edits=EDITS)
 def test_damaged_annotation_json_is_an_error_or_a_fully_accounted_build(edits, tmp_path_factory):

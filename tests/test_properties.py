@@ -188,6 +188,7 @@ def has_common_name(cls: ClassInfo) -> bool:
     return bool(common) and common.casefold() != cls.name.strip().casefold()
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(classes(), METADATA)
 def test_every_builtin_template_renders_any_named_class_into_one_clean_line(cls, metadata):
@@ -199,6 +200,7 @@ def test_every_builtin_template_renders_any_named_class_into_one_clean_line(cls,
         assert caption.startswith("a photo of "), (template, caption)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(classes(), METADATA)
 def test_names_are_shown_literally(cls, metadata):
@@ -231,6 +233,7 @@ JINJA = st.sampled_from(["{{ 7*7 }}", "{{ name }}", "{{ meta }}", "{% for i in r
                          "{{ ''.__class__ }}", "{% raw %}", "{{ lipsum() }}", "{%- set x = 1 -%}", "{{ 'a' * 3000 }}"])
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None)
 @given(st.text(UNICODE, max_size=10), JINJA, st.text(UNICODE, max_size=10),
        st.sampled_from(["name", "common_name", "genus", "supercategory"]))
@@ -348,6 +351,7 @@ def shard_keys(tar_path: Path) -> tuple[Counter, list[str]]:
     return Counter(name.partition(".")[0] for name in members), members
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(datasets())
 def test_a_build_accounts_for_every_input_image(spec):

@@ -164,6 +164,7 @@ def test_a_dedup_build_killed_in_its_first_rewrite_resumes_to_the_same_bytes(pla
     assert differing(out, reference) == []
 
 
+@pytest.mark.slow
 def test_a_wrong_dedup_against_is_refused_before_any_image_is_converted(plain, tmp_path):
     """--dedup-against is first read in finish(), after every shard was converted: a typo costs the whole
     conversion, and since the path is in the resume key, the corrected command cannot resume it either
@@ -204,7 +205,7 @@ def test_an_unwritable_report_is_a_one_line_exit_2_before_the_copy_is_written(pl
     """--report into a missing folder: exit 1, raw errno, and only after NEW_OUT was written in full
     (cli/dedup.py opens the report after dedup() returns)."""
     _, out, _ = plain
-    result = run("dedup", str(out), "--into", str(tmp_path / "clean"), "--report", str(tmp_path / "no" / "such" / "r.jsonl"))
+    result = run("dedup", str(out), "--out", str(tmp_path / "clean"), "--report", str(tmp_path / "no" / "such" / "r.jsonl"))
     one_line_exit_2(result)
     assert not (tmp_path / "clean").exists()
 
@@ -215,7 +216,7 @@ def test_into_the_against_build_is_refused_even_with_overwrite(plain, tmp_path):
     _, out, evaluation = plain
     protected = copy_of(evaluation, tmp_path / "eval")
     before = tree(protected)
-    result = run("dedup", str(out), "--against", str(protected), "--into", str(protected), "--overwrite")
+    result = run("dedup", str(out), "--against", str(protected), "--out", str(protected), "--overwrite")
     assert tree(protected) == before, "the --against evaluation build was deleted and replaced"
     one_line_exit_2(result)
 
@@ -237,7 +238,7 @@ def test_a_table_changed_since_the_build_is_refused_not_copied(plain, tmp_path, 
         table = pa.concat_tables([table, table.slice(0, 1)])
     pq.write_table(table, table_path)
     assert not validate(str(source)).ok  # the source's own check sees it
-    result = run("dedup", str(source), "--into", str(tmp_path / "clean"))
+    result = run("dedup", str(source), "--out", str(tmp_path / "clean"))
     one_line_exit_2(result)
     assert "train-000000.parquet" in result.stderr
 
@@ -256,7 +257,7 @@ def test_a_table_with_wrong_column_types_is_one_line_not_a_traceback(plain, tmp_
         values = ["xyz"] * table.num_rows if mutation == "phash-not-hex" else pa.array([None] * table.num_rows, pa.string())
         table = table.set_column(table.schema.get_field_index("phash"), "phash", pa.array(values, pa.string()))
     pq.write_table(table, table_path)
-    one_line_exit_2(run("dedup", str(source), "--into", str(tmp_path / "clean")))
+    one_line_exit_2(run("dedup", str(source), "--out", str(tmp_path / "clean")))
 
 
 def test_a_reshard_of_a_dedup_build_keeps_the_list_of_its_duplicates(planted, tmp_path):
@@ -275,7 +276,7 @@ def test_dedup_into_of_a_dedup_build_still_lists_every_deduplicated_sample(plant
     while the split still counts the build's 4 deduplicated samples: they are no longer listed anywhere."""
     _, copies, reference = planted
     new = tmp_path / "clean"
-    assert run("dedup", str(reference), "--into", str(new)).returncode == 0
+    assert run("dedup", str(reference), "--out", str(new)).returncode == 0
     manifest = read_json(new / "manifest.json")
     listed = [json.loads(line) for line in (new / "duplicates.jsonl").read_text().splitlines()]
     dropped = sum(1 for entry in listed if entry["dropped"])
@@ -365,7 +366,7 @@ def test_an_interrupted_dedup_into_says_how_to_finish_it(plain, tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         vlconvert.reshard(str(out), vlconvert.read_tables(str(out)), str(tmp_path / "clean"))
     monkeypatch.undo()
-    again = run("dedup", str(out), "--into", str(tmp_path / "clean"))
+    again = run("dedup", str(out), "--out", str(tmp_path / "clean"))
     if again.returncode == 0:
         return  # resumed or redone: fine
     one_line_exit_2(again)
@@ -378,9 +379,9 @@ def test_into_errors_name_into_not_out(plain, where):
     user typed --into, and OUT is a build, not a dataset."""
     _, out, _ = plain
     into = {"source": out, "inside": out / "train" / "x", "parent": out.parent}[where]
-    result = run("dedup", str(out), "--into", str(into))
+    result = run("dedup", str(out), "--out", str(into))
     one_line_exit_2(result)
-    assert "--into" in result.stderr and "--out" not in result.stderr
+    assert "--out" in result.stderr and "dataset folder" not in result.stderr
 
 
 def test_two_dedups_into_the_same_folder_at_once_leave_one_owner(plain, tmp_path, monkeypatch):
@@ -460,6 +461,7 @@ def test_json_text_key_caption_template_is_refused(plain):
 # ====================================================================== attacks that held
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["source", "inside", "parent", "link", "dataset", "file"])
 def test_held_into_a_place_it_may_not_write_is_refused_and_the_source_is_untouched(plain, tmp_path, where):
     root, out, _ = plain
@@ -470,11 +472,12 @@ def test_held_into_a_place_it_may_not_write_is_refused_and_the_source_is_untouch
     stray.write_text("x")
     into = {"source": out, "inside": out / "train", "parent": out.parent, "link": link, "dataset": root, "file": stray}[where]
     for overwrite in ((), ("--overwrite",)):
-        one_line_exit_2(run("dedup", str(out), "--into", str(into), *overwrite))
+        one_line_exit_2(run("dedup", str(out), "--out", str(into), *overwrite))
     assert tree(out) == before and stray.read_text() == "x"
     assert (root / "train.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("against", ["missing", "not-a-build", "in-progress", "no-tables", "a-file"])
 def test_held_against_what_is_not_a_usable_build_is_one_line(plain, tmp_path, against):
     root, out, evaluation = plain
@@ -495,14 +498,15 @@ def test_held_against_what_is_not_a_usable_build_is_one_line(plain, tmp_path, ag
             for shard in account["shards"]:
                 shard.pop("table")
         (other / "manifest.json").write_text(json.dumps(manifest))
-    result = run("dedup", str(out), "--against", str(other), "--into", str(tmp_path / "clean"))
+    result = run("dedup", str(out), "--against", str(other), "--out", str(tmp_path / "clean"))
     one_line_exit_2(result)
     assert not (tmp_path / "clean").exists()
 
 
+@pytest.mark.slow
 def test_held_against_itself_drops_every_training_sample_and_the_copy_validates(plain, tmp_path):
     _, out, _ = plain
-    result = run("dedup", str(out), "--against", str(out), "--threshold", "0", "--into", str(tmp_path / "clean"))
+    result = run("dedup", str(out), "--against", str(out), "--threshold", "0", "--out", str(tmp_path / "clean"))
     assert result.returncode == 0, result.stderr
     manifest = read_json(tmp_path / "clean" / "manifest.json")
     train = manifest["splits"]["train"]
@@ -512,6 +516,7 @@ def test_held_against_itself_drops_every_training_sample_and_the_copy_validates(
     assert inspected.returncode == 0 and "Traceback" not in inspected.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "fifo", "dev-zero-link", "folder", "missing", "no-key-column"])
 def test_held_a_damaged_table_is_one_line_and_never_blocks(plain, tmp_path, damage):
     _, out, _ = plain
@@ -529,7 +534,7 @@ def test_held_a_damaged_table_is_one_line_and_never_blocks(plain, tmp_path, dama
             table.symlink_to("/dev/zero")
         elif damage == "folder":
             table.mkdir()
-    result = run("dedup", str(source), "--into", str(tmp_path / "clean"))
+    result = run("dedup", str(source), "--out", str(tmp_path / "clean"))
     one_line_exit_2(result)
     assert "val-000000.parquet" in result.stderr
     if damage != "no-key-column":  # that one is a hole: test_read_tables_of_a_table_without_a_column_is_refused
@@ -561,7 +566,7 @@ def test_held_a_table_key_the_tar_lacks_fails_before_a_wrong_copy(plain, tmp_pat
     keys = table.column("key").to_pylist()
     keys[0] = "not_in_the_tar"
     pq.write_table(table.set_column(0, "key", pa.array(keys)), path)
-    result = run("dedup", str(source), "--into", str(tmp_path / "clean"))
+    result = run("dedup", str(source), "--out", str(tmp_path / "clean"))
     one_line_exit_2(result)
     clean = tmp_path / "clean" / "manifest.json"  # never a complete build with a sample missing
     assert not clean.exists() or read_json(clean)["status"] != "complete"
@@ -594,10 +599,11 @@ def test_held_empty_and_pandas_selections_make_valid_builds_whose_counts_reconci
     assert validate(str(tmp_path / "new")).ok
 
 
+@pytest.mark.slow
 def test_held_thresholds_0_and_32_and_out_of_range_values(plain, tmp_path):
     _, out, _ = plain
     for threshold in ("0", "32"):
-        result = run("dedup", str(out), "--threshold", threshold, "--into", str(tmp_path / threshold))
+        result = run("dedup", str(out), "--threshold", threshold, "--out", str(tmp_path / threshold))
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
         assert validate(str(tmp_path / threshold)).ok
     for bad in ("-1", "33", "99999999999999999999999", "8.5"):
@@ -643,6 +649,7 @@ def test_held_the_near_duplicate_search_equals_brute_force(threshold):
     assert {int(i): (int(j), int(x)) for i, j, x in zip(qi, bj, dist)} == expected_matches
 
 
+@pytest.mark.slow
 def test_held_a_build_whose_every_training_image_is_a_duplicate(tmp_path):
     root = field_root(tmp_path / "inat", {"train": 1, "val": 1})
     for train, val in zip(sorted(root.rglob("train-*.jpg")), sorted(root.rglob("val-*.jpg"))):
@@ -656,12 +663,13 @@ def test_held_a_build_whose_every_training_image_is_a_duplicate(tmp_path):
     assert not list((out / "train").glob("*.tar")) and not (out / "train" / "train.wids.json").exists()
     assert "train/*.tar" not in (out / "README.md").read_text()
     assert validate(str(out)).ok
-    for command in (("validate", str(out)), ("inspect", str(out)), ("dedup", str(out), "--into", str(tmp_path / "again"))):
+    for command in (("validate", str(out)), ("inspect", str(out)), ("dedup", str(out), "--out", str(tmp_path / "again"))):
         result = run(*command)
         assert result.returncode == 0 and "Traceback" not in result.stderr, (command, result.stderr)
     assert vlconvert.read_tables(str(out), ["train"]).num_rows == 0
 
 
+@pytest.mark.slow
 def test_held_dedup_with_holdout_and_balance_reconciles_and_is_deterministic(planted, tmp_path):
     root, _, _ = planted
     options = dict(dedup=True, holdout_classes="0.25", max_per_class=3, shard_size=4)
@@ -676,15 +684,17 @@ def test_held_dedup_with_holdout_and_balance_reconciles_and_is_deterministic(pla
     assert validate(str(tmp_path / "one")).ok
 
 
+@pytest.mark.slow
 def test_held_validate_passes_resharded_and_deduplicated_builds(planted, plain, tmp_path):
     _, copies, reference = planted
     assert validate(str(reference)).ok
     _, out, evaluation = plain
-    assert run("dedup", str(out), "--against", str(evaluation), "--into", str(tmp_path / "clean")).returncode == 0
+    assert run("dedup", str(out), "--against", str(evaluation), "--out", str(tmp_path / "clean")).returncode == 0
     assert validate(str(tmp_path / "clean")).ok
     assert run("validate", str(tmp_path / "clean")).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["template", "my template", "ünïcode", "a.b", "..", " "])
 def test_held_odd_template_file_names_are_one_line(plain, tmp_path, name):
     root, _, _ = plain
@@ -737,17 +747,18 @@ def test_held_lone_surrogates_reach_the_tables_escaped(tmp_path):
     assert validate(str(out)).ok
     vlconvert.reshard(str(out), rows, str(tmp_path / "copy"))
     assert validate(str(tmp_path / "copy")).ok
-    result = run("dedup", str(out), "--against", str(out), "--into", str(tmp_path / "clean"), "--report", str(tmp_path / "r.jsonl"))
+    result = run("dedup", str(out), "--against", str(out), "--out", str(tmp_path / "clean"), "--report", str(tmp_path / "r.jsonl"))
     assert result.returncode == 0, result.stderr
     assert validate(str(tmp_path / "clean")).ok
 
 
+@pytest.mark.slow
 def test_held_dedup_of_builds_with_no_shards(plain, tmp_path):
     _, out, _ = plain
     empty = tmp_path / "empty"
     vlconvert.reshard(str(out), {}, str(empty))
-    for command in (("dedup", str(empty)), ("dedup", str(out), "--against", str(empty), "--into", str(tmp_path / "a")),
-                    ("dedup", str(empty), "--against", str(out), "--into", str(tmp_path / "b"))):
+    for command in (("dedup", str(empty)), ("dedup", str(out), "--against", str(empty), "--out", str(tmp_path / "a")),
+                    ("dedup", str(empty), "--against", str(out), "--out", str(tmp_path / "b"))):
         result = run(*command)
         assert result.returncode == 0 and "Traceback" not in result.stderr, (command, result.stderr)
     assert validate(str(tmp_path / "b")).ok
@@ -764,7 +775,7 @@ def test_held_a_second_dedup_into_a_claimed_folder_is_refused(plain, tmp_path, m
 
     def copy_split(*args, **kwargs):
         if not second:
-            second.append(run("dedup", str(out), "--into", str(tmp_path / "clean")))
+            second.append(run("dedup", str(out), "--out", str(tmp_path / "clean")))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(reshard_module, "_copy_split", copy_split)

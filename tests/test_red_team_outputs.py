@@ -55,6 +55,7 @@ def test_overwrite_of_the_dataset_itself_is_refused_even_with_a_real_manifest(bu
     assert files_in(data) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("manifest", ["hello", "{}", '{"format_version": 1, "status": "complete"}', "[]",
                                       '{"format_version": 1, "vlconvert_version": "0.1.0", "status": "in_progress"}'])
 def test_a_folder_whose_manifest_vlconvert_did_not_write_is_never_emptied(built, tmp_path, manifest):
@@ -69,6 +70,7 @@ def test_a_folder_whose_manifest_vlconvert_did_not_write_is_never_emptied(built,
     assert files_in(target) == {"manifest.json": manifest.encode(), "thesis.tex": b"keep me"}
 
 
+@pytest.mark.slow
 def test_overwrite_refuses_a_build_folder_holding_files_a_build_does_not_write(built, tmp_path):
     root, out = built
     target = copy_of(out, tmp_path / "out")
@@ -106,6 +108,7 @@ def test_a_build_never_writes_into_the_data_it_reads(tmp_path, where):
 # ---------------------------------------------------------------------- validate: side files and a tampered manifest
 
 
+@pytest.mark.slow
 def test_validate_checks_every_side_file_against_the_manifest(built, tmp_path):
     _, out = built
     target = copy_of(out, tmp_path / "out")
@@ -141,6 +144,7 @@ def test_validate_never_opens_a_path_a_tampered_manifest_names_outside_out(built
     assert "errors.file is '../trap.tar', not 'errors.jsonl'" in result.stdout
 
 
+@pytest.mark.slow
 def test_validate_and_inspect_do_not_hang_on_fifos_inside_out(built, tmp_path):
     _, out = built
     target = copy_of(out, tmp_path / "out")
@@ -182,6 +186,7 @@ def test_inspect_lists_a_truncated_shard_and_mistyped_fields_instead_of_a_traceb
     assert re.search(r"train/train-000000.tar: (unreadable after|\d samples, the manifest says 5: truncated)", result.stdout)
 
 
+@pytest.mark.slow
 def test_inspect_refuses_a_manifest_that_is_a_fifo_or_huge_nesting(built, tmp_path):
     _, out = built
     fifo = copy_of(out, tmp_path / "fifo")
@@ -201,6 +206,7 @@ def test_inspect_refuses_a_manifest_that_is_a_fifo_or_huge_nesting(built, tmp_pa
 ESCAPES = "Pica \x1b[2J\x1b[31mpica\x1b]0;pwned\x07 \u202eevil"
 
 
+@pytest.mark.slow
 def test_escape_sequences_in_class_names_are_shown_escaped(tmp_path):
     root = make_inat_root(tmp_path / "inat", categories=[{**category("Pica hudsonia"), "name": ESCAPES,
                                                           "common_name": "magpie\x1b[8m"}], per_class={"val": 2})
@@ -226,6 +232,7 @@ def test_escape_sequences_in_class_names_are_shown_escaped(tmp_path):
 # ---------------------------------------------------------------------- workers end with their build
 
 
+@pytest.mark.slow
 def test_workers_end_when_the_build_is_killed(tmp_path):
     root = make_inat_root(tmp_path / "inat", per_class={"train": 60})
     (tmp_path / "slow.j2").write_text("{% for i in range(45000) %}{% endfor %}a photo of {{ name }}")
@@ -286,6 +293,7 @@ def test_validate_decodes_as_strictly_as_the_build(built, tmp_path):
                                              "cannot decode image: Corrupt JPEG data: premature end of data segment")
 
 
+@pytest.mark.slow
 def test_oversized_members_headers_and_lines_of_a_tampered_build_are_not_read_into_memory(built, tmp_path):
     import io
     import tarfile

@@ -1,3 +1,3 @@
-from vlconvert.cli.root import main
+from vlconvert.cli.root import run_command
 
-main()
+run_command()

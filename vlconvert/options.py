@@ -79,7 +79,7 @@ OPTIONS: tuple[Option, ...] = (
               "in --config.", flags=("--root", "-r"), required=True),
     Option("out", Text(), "Output folder (or fsspec URL) for shards and side files. Required, here or in --config.",
            flags=("--out", "-o"), required=True),
-    _recorded("splits", Texts(), "Split to convert; repeat for several. Default: every split found.", flags=("--split",)),
+    _recorded("splits", Texts(), "Split to convert; repeat for several. Default: every split found.", flags=("--split", "-s")),
     _recorded("templates", Texts(), "Caption template: a built-in name or a .j2 file. The first fills KEY.txt, each further one "
               "KEY.<name>.txt. Default: taxonomic_common. See `vlconvert captions list`.",
               flags=("--template", "-t"), metavar="NAME|FILE.j2", default=()),

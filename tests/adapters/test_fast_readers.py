@@ -38,6 +38,7 @@ _documents = st.fixed_dictionaries(
 _layouts = st.sampled_from([{}, {"indent": 2}, {"separators": (",", ":")}, {"ensure_ascii": False}])
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=_documents, layout=_layouts, block=st.sampled_from([1, 40, 300, 1 << 20]))
 def test_one_pass_reads_the_lists_as_the_careful_reader_does(tmp_path, monkeypatch, document, layout, block):

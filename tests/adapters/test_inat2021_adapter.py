@@ -1,7 +1,7 @@
 import gc
 
 import pytest
-from inat_layout import SHARED_CATEGORIES, category, example_categories, make_inat_root, read_json, write_json
+from inat_layout import all_categories, category, example_categories, make_inat_root, read_json, write_json
 from vlconvert.adapters.inat2021 import INat2021Adapter
 
 from vlconvert import VLConvertError, create_adapter
@@ -109,9 +109,8 @@ def test_unknown_split_is_a_clear_error(tmp_path):
         INat2021Adapter(str(tmp_path)).records("train")
 
 
-@pytest.mark.skipif(not SHARED_CATEGORIES.exists(), reason="needs ../shared/data/inat2021_categories.json")
 def test_all_10000_real_categories_label_equals_id(tmp_path):
-    categories = read_json(SHARED_CATEGORIES)
+    categories = all_categories()
     write_json(tmp_path / "val.json", {"images": [], "annotations": [], "categories": categories[::-1]})
     classes = INat2021Adapter(str(tmp_path)).classes()
     assert len(classes) == 10_000

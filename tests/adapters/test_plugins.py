@@ -88,6 +88,7 @@ def test_plugin_rejects_unknown_options(plugin_path, tmp_path):
     assert "error: adapter 'tiny' does not accept the options {'colour': 'red'}" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_example_plugin_package_installs_and_builds(tmp_path):
     import shutil
 

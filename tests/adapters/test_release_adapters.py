@@ -64,6 +64,7 @@ def test_cub_build_names_the_birds_and_their_attributes(tmp_path):
     assert "a photo of a Groove-billed Ani, with cone-shaped bill and black wing." in texts
 
 
+@pytest.mark.slow
 def test_full_cub_metadata_gives_the_official_split_sizes(tmp_path):
     # Real class names; 5,994 train and 5,794 test images spread over the 200 classes as in the release totals.
     classes = cub_classes()
@@ -97,6 +98,7 @@ def test_cub_attribute_phrases():
         ["cone-shaped bill", "black wing", "solid breast pattern", "bill about the same as head", "small (5 - 9 in) size"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("break_it", "message"),
     [
@@ -238,6 +240,7 @@ def test_fgvc_family_level_counts_images_listed_only_for_families(tmp_path):
         create_adapter("fgvc_aircraft", str(root)).classes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("adapter", "make", "break_it", "message"),
     [

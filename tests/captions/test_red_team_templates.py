@@ -21,6 +21,7 @@ ATTACKS = {name: (case["template"], case["error"])
            for name, case in json.loads((Path(__file__).parent.parent / "data" / "template_attacks.json").read_text()).items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_a_runaway_template_fails_the_build_before_any_image_is_read(tmp_path, name):
     source, message = ATTACKS[name]
@@ -39,6 +40,7 @@ def test_a_runaway_template_fails_the_build_before_any_image_is_read(tmp_path, n
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.slow
 def test_a_template_near_the_budget_fails_the_same_records_on_every_run(tmp_path):
     """The cost of this template depends on each record's metadata; whether a record passes the budget
     is a count, so two builds (one process, then two) reject exactly the same records and write the same bytes."""

@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 from command import run
-from inat_layout import EXAMPLE, SHARED_CATEGORIES, make_inat_root, read_json
+from inat_layout import EXAMPLE, all_categories, make_inat_root, read_json
 
 
 def test_build_on_the_embedded_example(tmp_path):
@@ -40,6 +40,7 @@ def test_rejected_records_are_reported(tmp_path):
     assert error["reason"].startswith("image file not found: ")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -77,6 +78,7 @@ def test_byte_sizes(text, size):
     assert ParsedBy(Size()).convert(text, None, None) == size
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [[], ["build"], ["adapters"], ["captions"], ["captions", "list"], ["captions", "preview"],
                                      ["captions", "lint"]])
 def test_help_on_every_command(command):
@@ -97,9 +99,8 @@ def test_adapters_and_templates_listings():
     assert "taxonomic_common" in templates and "a photo of Lumbricus terrestris." in templates
 
 
-@pytest.mark.skipif(not SHARED_CATEGORIES.exists(), reason="needs ../shared/data/inat2021_categories.json")
 def test_build_on_an_unseen_dataset_with_real_categories(tmp_path):
-    everything = read_json(SHARED_CATEGORIES)
+    everything = all_categories()
     rng = random.Random(11)
     non_ascii = [c for c in everything if not c["common_name"].isascii()][:6]  # Jorō Spider first
     chosen = non_ascii + [c for c in rng.sample(everything, 46) if c not in non_ascii][:40]
@@ -132,6 +133,7 @@ def test_captions_preview_on_the_embedded_example():
                                 "-n", "4", "--seed", "1").stdout
 
 
+@pytest.mark.slow
 def test_captions_lint_passes_and_counts_tokens_on_the_example():
     result = run("captions", "lint", "-a", "inat2021", "-r", str(EXAMPLE), "-t", "taxonomic_common")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -140,6 +142,7 @@ def test_captions_lint_passes_and_counts_tokens_on_the_example():
     assert "truncated at the 77-token context: 0 of 132" in result.stdout and result.stdout.rstrip().endswith("lint passed")
 
 
+@pytest.mark.slow
 def test_captions_lint_reports_collisions_and_undefined_fields(tmp_path):
     pica = next(c for c in read_json(EXAMPLE / "val.json")["categories"] if c["name"] == "Pica hudsonia")
     twin = {**pica, "id": 99999, "name": "Pica pica", "specific_epithet": "pica", "common_name": "black-billed magpie",

@@ -44,10 +44,11 @@ def samples(n, **captions):
     return [{"__key__": f"k{i}", "__url__": "mem", "json": meta} for i in range(n)]
 
 
+@pytest.mark.slow
 def test_lit_train_mixes_json_captions_through_the_cli(shards, tmp_path):
     run = tmp_path / "run"
     result = subprocess.run(
-        [str(VLCONVERT), "lit-train", "--data", str(shards), "--out", str(run), "--model", "lit-tiny", "--image-weights", "none",
+        [str(VLCONVERT), "lit-train", str(shards), "--run-dir", str(run), "--model", "lit-tiny", "--image-weights", "none",
          "--json-text-key", MIX, "--json-text-key-probs", "0.5", "0.5", "--epochs", "1", "--batch-size", "16", "--warmup", "2",
          "--seed", "3", "--cache-image-features"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -98,6 +99,7 @@ def test_the_stream_draws_the_same_captions_with_and_without_images(shards):
         assert texts == [metadata[k][source] for k, source in zip(keys, drawn)]
 
 
+@pytest.mark.slow
 def test_two_runs_with_the_same_seed_train_on_the_same_captions(shards, tmp_path):
     def run(name, seed):
         train(LitOptions(data=str(shards), out=str(tmp_path / name), image_weights="none", model="lit-tiny", epochs=1,
@@ -121,10 +123,11 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", BAD, ids=["more-weights-than-keys", "negative", "all-zero", "not-a-number",
                                                      "weights-without-keys", "two-sources", "unknown-key", "not-text"])
 def test_bad_caption_options_are_one_line_before_torch_loads(shards, tmp_path, args, message):
-    argv = ["vlconvert", "lit-train", "--data", str(shards), "--out", str(tmp_path / "run"), "--model", "lit-tiny",
+    argv = ["vlconvert", "lit-train", str(shards), "--run-dir", str(tmp_path / "run"), "--model", "lit-tiny",
             "--image-weights", "none", *args]
     probe = ("import sys\nfrom vlconvert.cli.root import main\nsys.argv = " + repr(argv) + "\ntry:\n    main()\n"
              "except SystemExit as exc:\n    print(exc.code, 'torch' in sys.modules)\n")

@@ -85,6 +85,7 @@ def test_min_per_class_drops_small_classes_from_training_splits_only(root, tmp_p
     assert not any("is not written" in p.what for p in validate(str(out)).problems)
 
 
+@pytest.mark.slow
 def test_max_per_class_keeps_a_seeded_reproducible_subset(root, tmp_path):
     def built(name: str, **options) -> dict:
         vlconvert.build("inat2021", str(root), str(tmp_path / name), max_per_class=5, shard_size=10, **options)
@@ -129,6 +130,7 @@ def test_classes_are_counted_after_held_out_classes_leave(root, tmp_path):
     assert_accounted(manifest)
 
 
+@pytest.mark.slow
 def test_the_command_prints_the_balance_and_the_dry_run_counts_it(root, tmp_path):
     options = ["--adapter", "inat2021", "--root", str(root), "--min-per-class", "4", "--max-per-class", "5", "--shard-size", "25"]
     result = run("build", *options, "--out", str(tmp_path / "out"))
@@ -163,6 +165,7 @@ def test_the_cap_decides_the_bytes_so_only_the_same_cap_resumes(root, tmp_path):
     assert read_json(out / "manifest.json")["config"]["max_per_class"] == 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "message"), [
     (["--min-per-class", "0"], "'--min-per-class': 0 is not in the range x>=1"),
     (["--max-per-class", "-3"], "'--max-per-class': -3 is not in the range x>=1"),

@@ -104,7 +104,7 @@ def test_dedup_command_finds_an_external_evaluation_set_and_writes_a_copy_withou
     root, planted = planted_root(tmp_path / "inat")
     vlconvert.build("inat2021", str(root), str(tmp_path / "eval"), splits=["val"])
     vlconvert.build("inat2021", str(root), str(tmp_path / "train"), splits=["train"])
-    result = run_cli("dedup", str(tmp_path / "train"), "--against", str(tmp_path / "eval"), "--into", str(tmp_path / "clean"),
+    result = run_cli("dedup", str(tmp_path / "train"), "--against", str(tmp_path / "eval"), "--out", str(tmp_path / "clean"),
                      "--report", str(tmp_path / "dups.jsonl"))
     assert result.returncode == 0, result.stderr
     assert f"train: {len(planted)} duplicates ({len(planted)} external" in result.stdout
@@ -118,6 +118,7 @@ def test_dedup_command_finds_an_external_evaluation_set_and_writes_a_copy_withou
     assert validate(str(tmp_path / "clean")).ok
 
 
+@pytest.mark.slow
 def test_the_same_build_twice_is_all_exact_duplicates_and_a_bad_threshold_is_one_line(tmp_path):
     root, _ = planted_root(tmp_path / "inat")
     vlconvert.build("inat2021", str(root), str(tmp_path / "a"), splits=["train"])
@@ -130,6 +131,7 @@ def test_the_same_build_twice_is_all_exact_duplicates_and_a_bad_threshold_is_one
     assert missing.returncode == 2 and "not a vlconvert build" in missing.stderr and "Traceback" not in missing.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_deduplicated_build_is_deterministic(tmp_path, workers):
     root, _ = planted_root(tmp_path / "inat")

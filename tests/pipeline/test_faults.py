@@ -58,6 +58,7 @@ def small_tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_full_disk_fails_cleanly_and_a_rerun_repairs(tmp_path, small_tmpfs):
     root = noisy_root(tmp_path / "inat")
     out = small_tmpfs / "out"
@@ -111,6 +112,7 @@ def test_writer_that_fails(tmp_path):
     assert tree_digest(out) == tree_digest(tmp_path / "reference")
 
 
+@pytest.mark.slow
 def test_s3_going_away_mid_build_then_coming_back(tmp_path, bucket, s3_endpoint):  # noqa: F811
     import moto.server
 

@@ -128,6 +128,7 @@ def test_the_card_front_matter_is_what_the_hub_reads(built):
     assert "train/train-{000000..000002}.tar" in body and 'wids.ShardListDataset("train/train.wids.json")' in body
 
 
+@pytest.mark.slow
 def test_datasets_loads_the_build_offline_by_patterns_and_by_its_card(built, tmp_path):
     require("datasets")
     script = r"""

@@ -106,6 +106,7 @@ def use_plan(monkeypatch):
     return use
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("t", [0, 2, 8, 10, 12])
 def test_every_search_matches_brute_force_under_every_plan(t, use_plan):
     h, planted = planted_set(seed=t)

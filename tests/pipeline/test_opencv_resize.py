@@ -145,6 +145,7 @@ def test_the_manifest_names_the_codec_path_and_rebuilds_are_identical(tmp_path, 
     assert digests[0] == digests[1]
 
 
+@pytest.mark.slow
 @needs_opencv
 @pytest.mark.parametrize("target", [64, 128, 200, 300])
 def test_large_reductions_lose_nothing_against_pillows_path(target):

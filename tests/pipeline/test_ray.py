@@ -43,6 +43,7 @@ def ray_cluster(tmp_path_factory):
             os.environ["HOME"] = home
 
 
+@pytest.mark.slow
 def test_ray_executor_matches_local_bytes(tmp_path, ray_cluster):
     root = make_inat_root(tmp_path / "inat", per_class={"train": 3, "val": 2})
     next(root.rglob("*.jpg")).write_bytes(b"truncated")  # a rejection travels back from a Ray worker too

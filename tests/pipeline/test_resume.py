@@ -33,6 +33,7 @@ def committed(out: Path) -> list[Path]:
     return sorted((out / "_progress" / "val").glob("*.json"))
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_finishes_byte_identical(tmp_path):
     root = noisy_root(tmp_path / "inat", per_class=10)  # 120 records, 60 shard tasks
     run(*build_args(root, tmp_path / "reference"))

@@ -50,6 +50,7 @@ def bucket(s3_endpoint, request):
     return fs, name
 
 
+@pytest.mark.slow
 def test_s3_round_trip_matches_a_local_build(tmp_path, bucket):
     fs, name = bucket
     root = make_inat_root(tmp_path / "inat", per_class={"train": 3, "val": 2})

@@ -148,7 +148,7 @@ def parsed(index: Path) -> Images:
 def test_the_html_report(built, tmp_path):
     require("matplotlib")
     report = tmp_path / "report"
-    output = invoke(str(built), "--html", str(report))
+    output = invoke(str(built), "--report", str(report))
     index = report / "index.html"
     assert output.rstrip().endswith(f"report: {index}")
     page = index.read_text(encoding="utf-8")
@@ -171,7 +171,7 @@ def test_the_html_report(built, tmp_path):
 
 def test_names_captions_and_errors_are_escaped(hostile, tmp_path):
     require("matplotlib")
-    output = invoke(str(hostile), "--html", str(tmp_path / "report"), "--grid", "100")
+    output = invoke(str(hostile), "--report", str(tmp_path / "report"), "--grid", "100")
     assert SCRIPT_NAME in output  # the terminal shows names as they are
     assert "errors: 1 (image 1); first 1 from errors.jsonl:" in output
     page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
@@ -188,7 +188,7 @@ def test_a_zero_shot_report_beside_the_build_is_linked(built, tmp_path):
     zs.mkdir()
     (zs / "metrics.json").write_text(json.dumps({"acc1": 0.5833, "data": str(built)}))
     (zs / "report.md").write_text("# Zero-shot\n")
-    explicit = invoke(str(built), "--zeroshot-report", str(zs), "--html", str(tmp_path / "report"))
+    explicit = invoke(str(built), "--zeroshot-report", str(zs), "--report", str(tmp_path / "report"))
     assert f"zero-shot report: {zs / 'report.md'} (top-1 58.33%)" in explicit
     links = parsed(tmp_path / "report" / "index.html").links
     assert links == ["../zs-report/report.md"] and (tmp_path / "report" / links[0]).resolve() == zs / "report.md"
@@ -227,8 +227,8 @@ def test_not_a_build_exits_2(tmp_path, monkeypatch, capsys):
 
 def test_html_without_matplotlib_says_what_to_install(built, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
-    code, err = run_main(monkeypatch, capsys, "inspect", str(built), "--html", str(tmp_path / "r"))
-    assert code == 2 and err == "error: --html needs matplotlib: pip install 'vlconvert[report]'\n"
+    code, err = run_main(monkeypatch, capsys, "inspect", str(built), "--report", str(tmp_path / "r"))
+    assert code == 2 and err == "error: --report needs matplotlib: pip install 'vlconvert[report]'\n"
     assert not (tmp_path / "r").exists()
 
 

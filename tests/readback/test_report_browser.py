@@ -38,11 +38,12 @@ def report(tmp_path_factory) -> Path:
     require("matplotlib")
     base = tmp_path_factory.mktemp("browser")
     vlconvert.build("inat2021", root=str(EXAMPLE), out=str(base / "out"))
-    result = CliRunner().invoke(cli, ["inspect", str(base / "out"), "--html", str(base / "report")], catch_exceptions=False)
+    result = CliRunner().invoke(cli, ["inspect", str(base / "out"), "--report", str(base / "report")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return base / "report"
 
 
+@pytest.mark.slow
 def test_the_report_renders_in_chromium(report, tmp_path):
     executable = chromium()
     sync_api = require("playwright.sync_api")

@@ -48,6 +48,7 @@ def flip(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_a_good_build_passes(out):
     result = run("validate", str(out))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+import warnings
+from collections import Counter
+
 import click
 from click.core import ParameterSource
 
@@ -9,16 +14,23 @@ import vlconvert.options as build_options
 from vlconvert.cli.progress import ProgressLine
 from vlconvert.config import load_config
 from vlconvert.errors import BuildFailed, TooManyRejected
+from vlconvert.format import ERRORS
 from vlconvert.option_kinds import Choice, Flag, Fraction, Integer, KeyValues, Texts
 from vlconvert.options import Option
 from vlconvert.pipeline.build import BuildSummary, PlanSummary, build
 from vlconvert.pipeline.dataset_card import image_members_note
+from vlconvert.storage import filesystem
 from vlconvert.terminal import printable
 
 MAX_IGNORED_LISTED = 50
 EPILOG = ("Exit codes: 0 built (see OUT/errors.jsonl for rejected records), 1 failed while running, 2 bad input, layout or "
-          "options, 3 more records rejected than --strict / --max-error-rate allow, 130 interrupted (rerun the same command "
-          "to resume).")
+          "options, 3 more records rejected than --strict / --max-error-rate allow, or every record rejected, 130 "
+          "interrupted (rerun the same command to resume).")
+TOP_REASONS = 3
+# What varies between rejections of one kind (paths, quoted names, numbers), so those group as one reason.
+_QUOTED = re.compile(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"")
+_PATHLIKE = re.compile(r"[^\s()]*/[^\s()]*")
+_NUMBER = re.compile(r"\b\d+(?:[,.x]\d+)*\b")
 
 
 class ParsedBy(click.ParamType):
@@ -97,12 +109,14 @@ def run_build(ctx: click.Context, config_file: str | None, given: dict) -> None:
             raise click.UsageError(f"Missing option '{o.cli_flags[0]}' (give it here or as {o.name} in a --config file).", ctx)
     adapter, root, out = options.pop("adapter"), options.pop("root"), options.pop("out")
     click.echo(f"reading {adapter} dataset at {root}", err=True)
-    with ProgressLine("writing shards") as progress:
+    with ProgressLine("writing shards", stage="build") as progress, warnings.catch_warnings():
+        warnings.showwarning = _show_warning
         try:
             summary = build(adapter, root, out, progress=progress, **options)
         except TooManyRejected as exc:
             if exc.summary is not None:
                 print_summary(exc.summary)
+                _fail_if_nothing_written(exc.summary)
             raise
         except OSError as exc:  # a full disk, a lost mount: the user's to fix, and nothing finished is lost
             where = f": {exc.filename}" if exc.filename else ""
@@ -112,9 +126,44 @@ def run_build(ctx: click.Context, config_file: str | None, given: dict) -> None:
         print_plan(summary)
         return
     print_summary(summary)
+    _fail_if_nothing_written(summary)
     if summary.duplicate_classnames:
         click.echo(f"warning: classnames.txt repeats {summary.duplicate_classnames} names (compared as CLIP's tokenizer sees them); "
                    "zero-shot evaluation cannot tell those classes apart", err=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """An adapter's advice (``warnings.warn``) as one line, like the build's own warnings, not Python's two with a path."""
+    click.echo(f"warning: {printable(message)}", err=True)
+
+
+def _fail_if_nothing_written(summary: BuildSummary) -> None:
+    """A build that rejected every record is no success, whatever --max-error-rate allows: its shards are empty."""
+    if summary.written or not summary.errored:
+        return
+    errors = f"{summary.out.rstrip('/')}/{ERRORS}"
+    top = top_reasons(errors)
+    reasons = "; ".join(f"{reason} ({n:,})" for reason, n in top) if top else "unknown"
+    read = sum(s.read for s in summary.splits.values())
+    raise TooManyRejected(f"nothing was written: {summary.errored:,} of {read:,} records were rejected; top reasons: {reasons}; "
+                          f"each rejection is listed in {errors}", summary)
+
+
+def top_reasons(errors_url: str, count: int = TOP_REASONS) -> list[tuple[str, int]]:
+    """The commonest reasons in an errors.jsonl, a path or number in them shown as …, so one cause counts once."""
+    reasons: Counter[str] = Counter()
+    try:
+        fs, path = filesystem(errors_url, "--out")
+        with fs.open(path, "rt", encoding="utf-8") as lines:
+            for line in lines:
+                reasons[reason_kind(json.loads(line).get("reason", ""))] += 1
+    except (OSError, ValueError):  # the error line still says where to look
+        return []
+    return reasons.most_common(count)
+
+
+def reason_kind(reason: str) -> str:
+    return _NUMBER.sub("N", _PATHLIKE.sub("…", _QUOTED.sub("'…'", reason)))
 
 
 def _from_command_line(given: dict) -> dict:
@@ -175,12 +224,18 @@ def print_summary(summary: BuildSummary) -> None:
     ignored = sum(s.ignored for s in summary.splits.values())
     if ignored:
         click.echo(f"ignored {ignored} hidden files and folders (names starting with '.'); --dry-run lists them")
+    held_out = {name: s.held_out for name, s in summary.splits.items() if s.held_out}
+    if held_out:
+        each = ", ".join(f"{name}: {n:,}" for name, n in held_out.items())
+        click.echo(f"held out {sum(held_out.values()):,} records of the --holdout-classes classes from training ({each}); "
+                   f"{summary.out.rstrip('/')}/manifest.json lists the classes")
     if summary.errored:
         stages = ", ".join(f"{stage}: {n}" for stage, n in summary.errors_by_stage.items())
         click.echo(f"rejected {summary.errored} records ({stages}); reasons in {summary.out.rstrip('/')}/errors.jsonl")
         read = sum(s.read for s in summary.splits.values())
-        click.echo(f"warning: {summary.errored} of {read} records ({summary.errored / read:.2%}) were rejected and are not in the "
-                   f"shards; see {summary.out.rstrip('/')}/errors.jsonl (--strict or --max-error-rate make this an error)", err=True)
+        if summary.written:  # else the build fails with an error line that says more
+            click.echo(f"warning: {summary.errored} of {read} records ({summary.errored / read:.2%}) were rejected and are not in the "
+                       f"shards; see {summary.out.rstrip('/')}/errors.jsonl (--strict or --max-error-rate make this an error)", err=True)
     else:
         click.echo("errors: 0")
     click.echo(f"{summary.images_per_second:.1f} images/s ({summary.seconds:.1f} s)")

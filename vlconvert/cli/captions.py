@@ -14,7 +14,7 @@ from vlconvert.terminal import printable
 _dataset_options = [
     click.option("--adapter", "-a", required=True, help="Dataset reader, e.g. inat2021."),
     click.option("--root", "-r", required=True, help="The dataset's folder (or fsspec URL)."),
-    click.option("--split", default=None, help="Split to sample records from. Default: the adapter's first."),
+    click.option("--split", "-s", default=None, help="Split to sample records from. Default: the adapter's first."),
     click.option("--template", "-t", "template", default="taxonomic_common", show_default=True, metavar="NAME|FILE.j2",
                  help="A built-in template or a .j2 file."),
     click.option("--seed", type=int, default=0, show_default=True, help="Which records are sampled."),
@@ -50,7 +50,7 @@ def list_command() -> None:
 
 @captions_group.command("preview")
 @dataset_options
-@click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True, help="How many records to show.")
+@click.option("--samples", "-n", "count", type=click.IntRange(min=1), default=10, show_default=True, help="How many records to show.")
 def preview_command(adapter, root, split, template, seed, count) -> None:
     """Print the captions of sampled records, each beside its class.
 
@@ -78,7 +78,7 @@ def preview_command(adapter, root, split, template, seed, count) -> None:
 
 @captions_group.command("lint")
 @dataset_options
-@click.option("-n", "count", type=click.IntRange(min=1), default=2000, show_default=True,
+@click.option("--samples", "-n", "count", type=click.IntRange(min=1), default=2000, show_default=True,
               help="How many records to render besides one caption per class.")
 def lint_command(adapter, root, split, template, seed, count) -> None:
     """Check a template against a dataset: undefined fields, colliding classes, caption lengths.

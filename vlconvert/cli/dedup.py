@@ -6,23 +6,29 @@ import os
 
 import click
 
+from vlconvert.cli.vocabulary import renamed
 from vlconvert.errors import VLConvertError
 from vlconvert.pipeline.dedup import DEFAULT_THRESHOLD, SCOPES
 from vlconvert.readback.dedup_build import dedup
 from vlconvert.terminal import printable
 
 
-@click.command("dedup", epilog="Exit codes: 0 done (duplicates or not), 2 OUT, --against or --into is not usable.")
-@click.argument("out")
-@click.option("--against", "-a", multiple=True, metavar="BUILD",
-              help="Another vlconvert build (an evaluation set): its images are looked for in OUT's training splits. Repeatable.")
-@click.option("--threshold", "-t", type=click.IntRange(0, 32), default=DEFAULT_THRESHOLD, show_default=True,
+@click.command("dedup", epilog="Exit codes: 0 done (duplicates or not), 2 BUILD, --against or --out is not usable.")
+@click.argument("out", metavar="BUILD")
+@click.option("--against", multiple=True, metavar="BUILD",
+              help="Another vlconvert build (an evaluation set): its images are looked for in BUILD's training splits. Repeatable.")
+@renamed("-a", "against", "--against", multiple=True)
+@click.option("--threshold", type=click.IntRange(0, 32), default=DEFAULT_THRESHOLD, show_default=True,
               help="Most pHash bits (of 64) two images may differ in to be near duplicates; 0: identical hashes only.")
-@click.option("--report", "-r", type=click.Path(dir_okay=False, writable=True), default=None,
+@renamed("-t", "threshold", "--threshold", type=click.IntRange(0, 32))
+@click.option("--report", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write every duplicate found, with its twin, to this JSON-lines file.")
-@click.option("--into", "-o", "new_out", default=None, metavar="NEW_OUT",
-              help="Write a copy of OUT without the training duplicates here (samples copied, not re-encoded).")
-@click.option("--overwrite", is_flag=True, help="Replace an earlier vlconvert build in NEW_OUT.")
+@renamed("-r", "report", "--report", type=click.Path(dir_okay=False, writable=True))
+@click.option("--out", "-o", "new_out", default=None, metavar="NEW_BUILD",
+              help="Write a copy of BUILD without the training duplicates here, a build of its own (samples copied, not "
+                   "re-encoded). (Was --into.)")
+@renamed("--into", "new_out", "--out")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier vlconvert build in NEW_BUILD.")
 def dedup_command(out, against, threshold, report, new_out, overwrite):
     """Find duplicate images in a build: within each split, of the evaluation splits
     (val, test) in the training splits, and of other builds (--against) in the
@@ -31,7 +37,7 @@ def dedup_command(out, against, threshold, report, new_out, overwrite):
     \b
     Reads the hashes the build stored in each shard's table (the source file's
     sha256 and a 64-bit pHash); no image is decoded.  Training duplicates are
-    what --into leaves out; duplicates within an evaluation split are only
+    what --out leaves out; duplicates within an evaluation split are only
     reported.  docs/dedup.md has the method and its measured precision and recall.
     """
     if report:

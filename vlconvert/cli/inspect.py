@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from vlconvert.captions.lengths import CONTEXT_LENGTH, percentiles
+from vlconvert.cli.vocabulary import renamed
 from vlconvert.readback.inspect import Inspection, inspect
 from vlconvert.readback.stats import FREQUENCY_PERCENTILES, LENGTH_PERCENTILES
 from vlconvert.readback.zeroshot_reports import find_zeroshot_reports
@@ -107,23 +108,32 @@ def error_lines(report: Inspection) -> list[str]:
     return lines
 
 
-@click.command("inspect", epilog="Exit codes: 0 shown, 2 OUT is not a vlconvert build (or --html without matplotlib).")
-@click.argument("out")
-@click.option("-n", "--samples", type=click.IntRange(min=0), default=5, show_default=True, help="Random samples to print.")
+def _zeroshot_accuracy(z) -> str:
+    if z.acc1 is None:
+        return ""
+    # A comparison's top-1 is its first model's: say which, lest it read as the report's only number.
+    which = f" of {z.model}, the first of {z.models} models" if z.models > 1 and z.model else ""
+    return f" (top-1 {100 * z.acc1:.2f}%{which})"
+
+
+@click.command("inspect", epilog="Exit codes: 0 shown, 2 BUILD is not a vlconvert build (or --report without matplotlib).")
+@click.argument("out", metavar="BUILD")
+@click.option("--samples", "-n", type=click.IntRange(min=0), default=5, show_default=True, help="Random samples to print.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which shards and samples are drawn.")
 @click.option("--max-shards", type=click.IntRange(min=1), default=20, show_default=True,
               help="Most shards streamed for captions and samples (counts come from the manifest).")
-@click.option("--html", "html_dir", type=click.Path(file_okay=False), metavar="REPORT_DIR",
-              help="Also write an offline HTML report (index.html, thumbs/, plots) into this folder.")
+@click.option("--report", "html_dir", type=click.Path(file_okay=False), metavar="REPORT_DIR",
+              help="Also write an offline HTML report (index.html, thumbs/, plots) into this folder. (Was --html.)")
+@renamed("--html", "html_dir", "--report", type=click.Path(file_okay=False))
 @click.option("--grid", type=click.IntRange(min=1), default=24, show_default=True, help="Thumbnails in the HTML report.")
 @click.option("--zeroshot-report", metavar="DIR", help="A local `vlconvert zeroshot --report` folder to link. "
-              "Default: OUT/zeroshot*/ or a sibling folder whose metrics.json was computed on OUT.")
+              "Default: BUILD/zeroshot*/ or a sibling folder whose metrics.json was computed on BUILD.")
 def inspect_command(out, samples, seed, max_shards, html_dir, grid, zeroshot_report):
     """Summarize a build: counts per split, class frequencies, caption lengths, random samples.
 
     \b
-    OUT is the --out of a finished `vlconvert build` (a folder or fsspec URL).
-    Example:  vlconvert inspect shards/ --html shards-report/
+    BUILD is the --out of a finished `vlconvert build` (a folder or fsspec URL).
+    Example:  vlconvert inspect shards/ --report shards-report/
     """
     if html_dir:
         from vlconvert.readback.report_html import require_matplotlib
@@ -134,7 +144,7 @@ def inspect_command(out, samples, seed, max_shards, html_dir, grid, zeroshot_rep
     sections = [summary_lines(report), problem_lines(report), frequency_lines(report), caption_lines(report, max_shards),
                 sample_lines(report, samples, seed), error_lines(report)]
     for z in zeroshot:
-        sections.append([f"zero-shot report: {z.document}" + (f" (top-1 {100 * z.acc1:.2f}%)" if z.acc1 is not None else "")])
+        sections.append([f"zero-shot report: {z.document}" + _zeroshot_accuracy(z)])
     # Class names, captions and error reasons are data from someone else's files.
     click.echo("\n\n".join("\n".join(printable(line) for line in s) for s in sections if s))
     if html_dir:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import click
 
 import vlconvert.lit.caption_keys as caption_keys
+import vlconvert.lit.run_folder as run_folder
 from vlconvert.cli.progress import ProgressBar
+from vlconvert.cli.vocabulary import build_argument, renamed
 from vlconvert.errors import VLConvertError
 from vlconvert.format import CAPTION_MEMBER
-from vlconvert.terminal import printable_lines
+from vlconvert.lit.options import PRESETS, LitOptions, check_model_name, with_preset
 
 
 class _Values(click.Option):
@@ -33,6 +35,14 @@ def _greedy(process):
     return take_the_rest
 
 
+def _preset_default(field: str) -> str:
+    demo = PRESETS["demo"][field]
+    plain = LitOptions.__dataclass_fields__[field].default
+    if isinstance(plain, bool):
+        plain, demo = ("on" if plain else "off"), ("on" if demo else "off")
+    return f"{plain}; demo: {demo}"
+
+
 def _is_number(word: str) -> bool:
     try:
         float(word)
@@ -42,9 +52,11 @@ def _is_number(word: str) -> bool:
 
 
 @click.command("lit-train", context_settings={"show_default": True})
-@click.option("--data", required=True, help="A `vlconvert build` output folder (or fsspec URL).")
-@click.option("--out", required=True, help="The run folder: log, checkpoints, cached features.")
-@click.option("--split", default="train", help="The split to train on.")
+@build_argument
+@click.option("--run-dir", "run", default=None, metavar="RUN", show_default=False,
+              help="The run folder: run.json, log, checkpoints, cached features. Required. (Was --out.)")
+@renamed("--out", "run", "--run-dir", required=True)
+@click.option("--split", "-s", default="train", help="The split to train on.")
 @click.option("--model", default=None, help="An open_clip model name, or lit-tiny.")
 @click.option("--model-config", default=None, type=click.Path(), help="An open_clip model config JSON (instead of --model).")
 @click.option("--image-weights", default=None, metavar="PATH|openclip:TAG|timm:NAME|none",
@@ -59,61 +71,59 @@ def _is_number(word: str) -> bool:
 @click.option("--json-text-key-probs", cls=_Values, default=None, metavar="W [W...]",
               help="Weights of the --json-text-key keys, in order, as open_clip's (missing trailing ones are 0: "
                    "fallbacks only): each sample draws its caption by weight, seeded by --seed, the epoch and its key.")
-@click.option("--unlocked-groups", type=click.IntRange(min=0), default=0, help="Image tower groups to leave trainable, from the top.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None)
-@click.option("--batch-size", type=click.IntRange(min=2), default=None, help="Per process.")
-@click.option("--lr", type=float, default=None)
-@click.option("--warmup", type=click.IntRange(min=0), default=None, help="Warmup steps.")
-@click.option("--wd", type=float, default=None, help="AdamW weight decay.")
-@click.option("--seed", type=int, default=0)
-@click.option("--cache-image-features/--no-cache-image-features", default=None,
+# Defaults of None: a preset fills what the user did not give, and click's own default would count as given.
+@click.option("--unlocked-groups", type=click.IntRange(min=0), default=None, show_default="0",
+              help="Image tower groups to leave trainable, from the top.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, show_default=_preset_default("epochs"))
+@click.option("--batch-size", type=click.IntRange(min=2), default=None, show_default=_preset_default("batch_size"),
+              help="Per process.")
+@click.option("--lr", type=float, default=None, show_default=_preset_default("lr"), help="Peak learning rate.")
+@click.option("--warmup", type=click.IntRange(min=0), default=None, show_default=_preset_default("warmup"), help="Warmup steps.")
+@click.option("--wd", type=float, default=None, show_default=_preset_default("wd"), help="AdamW weight decay.")
+@click.option("--seed", type=int, default=None, show_default="0")
+@click.option("--cache-image-features/--no-cache-image-features", default=None, show_default=_preset_default("cache_image_features"),
               help="Encode every image once with the locked tower and train the text tower alone.")
-@click.option("--preset", type=click.Choice(["demo"]), default=None, help="demo: the embedded example on CPU in minutes.")
-def lit_train_command(preset, **given):
-    """Train a text tower against a locked, pretrained image tower (LiT) on vlconvert shards.
+@click.option("--threads", type=click.IntRange(min=1), default=None, show_default="auto",
+              help="torch's CPU threads. auto: 1 when the model trains under 20M parameters (small steps gain "
+                   "nothing from more on a CPU), else torch's default; OMP_NUM_THREADS, when set, wins.")
+@click.option("--keep-checkpoints", type=click.IntRange(min=0), default=1,
+              help="Keep the last N epochs' checkpoints, and the best by mean loss; 0 keeps all. Optimizer state "
+                   "is kept for the last epoch only.")
+@click.option("--overwrite", is_flag=True,
+              help="Start again in a RUN that holds another run (other data, model or schedule): removes only what "
+                   "lit-train wrote there.")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None, help="demo: the embedded example on CPU in seconds.")
+def lit_train_command(preset, build, run, **given):
+    """Train a text tower against a locked, pretrained image tower (LiT) on the shards of BUILD,
+    a `vlconvert build` output folder (or fsspec URL).
 
     \b
-    One process:   vlconvert lit-train --data OUT --out RUN --preset demo
-    Many:          torchrun --nproc_per_node 8 -m vlconvert lit-train --data OUT --out RUN --model ViT-B-16 \\
+    One process:   vlconvert lit-train BUILD --run-dir RUN --preset demo
+    Many:          torchrun --nproc_per_node 8 -m vlconvert lit-train BUILD --run-dir RUN --model ViT-B-16 \\
                        --image-weights openclip:laion2b_s34b_b88k --cache-image-features
+
+    RUN resumes only the run it holds: the same build (its manifest's sha256), model,
+    weights, captions and schedule; anything else is refused unless --overwrite.
     """
     given["json_text_key_probs"] = caption_keys.parse_weights(given["json_text_key_probs"])
-    # Checked before torch loads: a mistyped key or weight costs a second, not a model's start-up.
-    captions = caption_keys.caption_choice(given["caption_member"], given["json_text_key"], given["json_text_key_probs"])
-    caption_keys.check_keys(given["data"], given["split"], captions)
+    chosen = {k: v for k, v in given.items() if v is not None and not (k == "overwrite" and v is False)}
+    options = with_preset(LitOptions(data=build, out=run, **chosen), preset, set(chosen))
+    # Checked before torch loads: a mistyped option, key or run folder costs a second, not a model's start-up.
+    options.check()
+    check_model_name(options.model, options.model_config)
+    caption_keys.check_keys(options.data, options.split, options.captions())
+    run_folder.check(options, run_folder.world_size())
     try:
-        from vlconvert.lit.train import LitOptions, train, with_preset
+        from vlconvert.lit.train import train
     except ImportError as exc:
         raise VLConvertError(f"lit-train needs the lit extra: pip install 'vlconvert[lit]' ({exc})") from exc
-    chosen = {k: v for k, v in given.items() if v is not None}
-    options = with_preset(LitOptions(**chosen), preset, set(chosen))
-    options.check()  # before the progress display starts
     with ProgressBar("training") as progress:
         def say(line: str) -> None:
             click.echo(("\n" if progress.active else "") + line, err=True)
 
         summary = train(options, say=say, progress=progress)
+    if not summary["trained_epochs"]:
+        click.echo(f"nothing to train: the run in {summary['run']} had finished its {summary['epochs']} epochs")
+        return
     last = summary["last"].get("loss")
     click.echo(f"trained {summary['epochs']} epochs of {summary['model']}; last loss {last}; run in {summary['run']}")
-
-
-@click.command("zeroshot")
-@click.option("--data", required=True, help="A `vlconvert build` output folder.")
-@click.option("--split", default="val", show_default=True)
-@click.option("--checkpoint", "checkpoints", multiple=True,
-              help="A lit-train run folder (its latest checkpoint) or a checkpoint file in one.")
-@click.option("--model", "models", multiple=True, help="An open_clip model name; pair each with --pretrained.")
-@click.option("--pretrained", "pretrained", multiple=True, help="An open_clip tag or checkpoint path for the --model at the same position.")
-@click.option("--prompts", default="build", show_default=True,
-              help="build (the build's classnames.txt and templates), simple, openai_imagenet, same_as_training, or a file.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--report", "report_dir", required=True, type=click.Path(), help="Folder for metrics.json, report.md and plots.")
-def zeroshot_command(data, split, checkpoints, models, pretrained, prompts, batch_size, report_dir):
-    """Zero-shot accuracy of one or more models on a converted split, with per-rank and frequency breakdowns."""
-    try:
-        from vlconvert.lit import evaluate
-    except ImportError as exc:
-        raise VLConvertError(f"zeroshot needs the lit extra: pip install 'vlconvert[lit]' ({exc})") from exc
-    evaluation = evaluate(data, checkpoints=checkpoints, models=models, pretrained=pretrained, split=split, prompts=prompts,
-                          batch_size=batch_size, report_dir=report_dir)
-    click.echo(printable_lines(evaluation.markdown()))

@@ -12,8 +12,8 @@ from vlconvert.terminal import printable
 
 
 @click.command("validate", epilog="Exit codes: 0 every check holds, 1 problems found (listed, one a line), "
-                                  "2 OUT is not a vlconvert build.")
-@click.argument("out")
+                                  "2 BUILD is not a vlconvert build.")
+@click.argument("out", metavar="BUILD")
 @click.option("--no-decode", is_flag=True, help="Skip decoding the images (faster; hashes still catch changed bytes).")
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True,
               help="Shards read at a time (threads).")
@@ -24,7 +24,8 @@ def validate_command(out, no_decode, workers):
     Reads every listed shard back: the tar, its size, sha256 and sample count;
     each sample's image (decoded), caption, label and JSON; unique keys.
     Then each split's sizes.json and counts, unlisted .tar files, errors.jsonl,
-    classnames.txt and classes.jsonl.  OUT may be an fsspec URL.
+    classnames.txt and classes.jsonl.  BUILD is the --out folder of `vlconvert build`
+    (or an fsspec URL).
     """
     # Drawn on a terminal only: in a job's log click's bar would leave just its label.
     with ProgressBar("checking shards") as progress:

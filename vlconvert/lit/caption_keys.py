@@ -149,7 +149,7 @@ def is_caption_key(key: str) -> bool:
 
 
 def _first_metadata(data: str, split: str) -> tuple[dict, str] | None:
-    fs, path = filesystem(data, "--data")
+    fs, path = filesystem(data, "BUILD")
     try:
         sizes = read_sizes(fs, posixpath.join(path, split))
     except (OSError, ValueError):  # no sizes.json, or not one

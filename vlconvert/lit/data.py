@@ -31,11 +31,11 @@ _SHUFFLE_BUFFER = 512
 
 def split_shards(data: str, split: str) -> tuple[list[str], int]:
     """The split's shard URLs and its sample count, from its sizes.json."""
-    fs, path = filesystem(data, "--data")
+    fs, path = filesystem(data, "BUILD")
     try:
         sizes = read_sizes(fs, posixpath.join(path, split))
     except FileNotFoundError:
-        raise VLConvertError(f"{data}: no {split}/{SIZES}; --data is the --out folder of `vlconvert build`") from None
+        raise VLConvertError(f"{data}: no {split}/{SIZES}; BUILD is the --out folder of `vlconvert build`") from None
     urls = [fs.unstrip_protocol(posixpath.join(path, split, name)) for name in sorted(sizes)]
     return urls, sum(sizes.values())
 
@@ -43,17 +43,17 @@ def split_shards(data: str, split: str) -> tuple[list[str], int]:
 def build_manifest(data: str, required: bool = True) -> tuple[object, str, dict | None]:
     """(fs, path, manifest) of the build ``--data`` names; the manifest is None when there is none and it is not
     ``required``.  A manifest that is not one, or is damaged, is a one-line VLConvertError."""
-    fs, path = filesystem(data, "--data")
+    fs, path = filesystem(data, "BUILD")
     try:
         manifest = read_manifest(fs, path)
     except FileNotFoundError:
         if not required:
             return fs, path, None
-        raise VLConvertError(f"--data {data}: no {MANIFEST}; give the --out folder of `vlconvert build`") from None
+        raise VLConvertError(f"{data}: no {MANIFEST}; give the --out folder of `vlconvert build`") from None
     except ManifestUnreadable as exc:
-        raise VLConvertError(f"--data {data}: its {MANIFEST} is not a vlconvert manifest ({exc})") from None
+        raise VLConvertError(f"{data}: its {MANIFEST} is not a vlconvert manifest ({exc})") from None
     for problem in manifest_problems(manifest):
-        raise VLConvertError(f"--data {data}: {MANIFEST}: {problem} (`vlconvert validate {data}` checks the whole build)")
+        raise VLConvertError(f"{data}: {MANIFEST}: {problem} (`vlconvert validate {data}` checks the whole build)")
     return fs, path, manifest
 
 

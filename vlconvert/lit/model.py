@@ -3,12 +3,15 @@
 Image weights come only from what is already on this machine: a checkpoint
 file, an open_clip pretrained tag in the local cache, or a timm model in the
 local cache.  ``none`` (random init) must be asked for, and is warned about.
+:func:`check_weights_available` is that cache check on its own, for commands
+that must fail before any model loads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from importlib import resources
 from pathlib import Path
@@ -47,9 +50,31 @@ def register_config(model: str | None, model_config: str | None) -> str:
     return model
 
 
+class _RandomInitNotice(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded" warning: here a random start is asked for (lit-train
+    loads its own weights after creating the model; zeroshot without --pretrained means random init)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+
+def create_model_and_transforms(name: str, pretrained: str | None = None, **kwargs):
+    """open_clip's ``create_model_and_transforms``, without its warning about the random init we asked for."""
+    notice = _RandomInitNotice()
+    # open_clip 3.3 logs it on the root logger; a logger's own filters do not see its children's records.
+    loggers = [logging.getLogger(), logging.getLogger("open_clip"), logging.getLogger("open_clip.factory")]
+    for logger in loggers:
+        logger.addFilter(notice)
+    try:
+        return open_clip.create_model_and_transforms(name, pretrained=pretrained, **kwargs)
+    finally:
+        for logger in loggers:
+            logger.removeFilter(notice)
+
+
 def create(name: str, image_weights: str, text_weights: str | None, unlocked_groups: int, warn=print):
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+        model, _, preprocess = create_model_and_transforms(name, pretrained=None)
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise VLConvertError(f"open_clip cannot build {name} from its config: {str(exc).splitlines()[0][:200]}") from None
     tokenizer = open_clip.get_tokenizer(name)
@@ -123,14 +148,24 @@ def fingerprint(spec: str) -> str:
 
 def _cached_openclip(name: str, tag: str, what: str) -> dict:
     """The tag's weights if this machine already has them; never a download."""
+    path = check_weights_available(name, tag, f"{what} openclip:{tag}")
+    from open_clip.factory import load_state_dict  # open_clip 3.3 does not export it at the top level
+
+    return load_state_dict(path)
+
+
+def check_weights_available(name: str, tag: str, what: str) -> str:
+    """The local file holding open_clip's pretrained ``tag`` of model ``name``, found without any network access
+    (the Hugging Face cache, open_clip's ~/.cache/clip, or the tag's own file); else a one-line VLConvertError
+    that starts with ``what`` (the option as given, e.g. ``--pretrained openai``)."""
     config = open_clip.get_pretrained_cfg(name, tag)
     if not config:
-        raise VLConvertError(f"{what} openclip:{tag}: open_clip has no pretrained tag {tag!r} for {name}")
+        raise VLConvertError(f"{what}: open_clip has no pretrained tag {tag!r} for {name}")
     path = _cached_file(config)
     if path is None:
-        raise VLConvertError(f"{what} openclip:{tag}: the weights for {name}/{tag} are not in the local cache; "
-                             "download them where there is internet (open_clip caches them), or pass a checkpoint file")
-    return open_clip.load_state_dict(path)
+        raise VLConvertError(f"{what}: the weights for {name}/{tag} are not in the local cache (nothing is downloaded); "
+                             "download them where there is internet (open_clip caches them), or pass a local checkpoint file")
+    return path
 
 
 def _cached_file(config: dict) -> str | None:
@@ -141,7 +176,9 @@ def _cached_file(config: dict) -> str | None:
         from huggingface_hub import try_to_load_from_cache
 
         repo, filename = os.path.split(hub)
-        for candidate in ([filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]):
+        # The names open_clip would download, its .safetensors twin first, as it prefers that one.
+        names = [filename[:-4] + ".safetensors", filename] if filename.endswith((".bin", ".pth")) else [filename]
+        for candidate in (names if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]):
             found = try_to_load_from_cache(repo, candidate)
             if isinstance(found, str):
                 return found

@@ -1,19 +1,31 @@
-"""The zero-shot report: metrics.json, a Markdown table, and two plots."""
+"""The zero-shot report: metrics.json, a Markdown table, and two plots.
+
+Imports neither torch nor matplotlib until a plot is drawn.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from vlconvert.lit.zeroshot import RANKS
 from vlconvert.readback.zeroshot_reports import METRICS, REPORT
+
+RANKS = ("species", "genus", "family", "order", "class", "phylum", "kingdom")
+
+
+def document(results: dict[str, dict], chance: dict, context: dict) -> dict:
+    """metrics.json: the same shape for one model or many, so a reader never has to count them first.
+
+    The first model's name and metrics at the top level (what ``inspect`` shows), and every model, the first
+    included, in ``models`` in the order given."""
+    first, metrics = next(iter(results.items()))
+    return {**context, "model": first, **metrics, "chance": chance,
+            "models": [{"model": name, **result} for name, result in results.items()]}
 
 
 def write(directory: Path, results: dict[str, dict], chance: dict, context: dict, train_counts: list[int] | None) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    single = next(iter(results.values())) if len(results) == 1 else None
-    document = {**(single or {}), "models": results, "chance": chance, **context}
-    (directory / METRICS).write_text(json.dumps(document, indent=2) + "\n")
+    (directory / METRICS).write_text(json.dumps(document(results, chance, context), indent=2) + "\n")
     (directory / REPORT).write_text(markdown(results, chance, context))
     _plots(directory, results, train_counts)
 

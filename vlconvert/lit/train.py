@@ -7,12 +7,11 @@ checkpoints; every rank reads its own shards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import re
 import time
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import open_clip
@@ -22,54 +21,20 @@ from open_clip import ClipLoss
 from torch import nn
 
 import vlconvert.lit.caption_keys as caption_keys
+import vlconvert.lit.checkpoints as checkpoints
 import vlconvert.lit.features as features
 import vlconvert.lit.model as lit_model
+import vlconvert.lit.run_folder as run_folder
 from vlconvert.errors import VLConvertError
-from vlconvert.format import CAPTION_MEMBER
+from vlconvert.lit.checkpoints import epoch_checkpoints
 from vlconvert.lit.data import Batches, rank_shards, shard_hashes, split_shards
-from vlconvert.version import __version__
+from vlconvert.lit.options import PRESETS, LitOptions, with_preset
 
+__all__ = ["PRESETS", "LitOptions", "epoch_checkpoints", "train", "with_preset"]
 
-@dataclass(frozen=True)
-class LitOptions:
-    data: str
-    out: str
-    image_weights: str | None = None  # required (a checkpoint, openclip:TAG, timm:NAME, or "none"), unless a preset gives it
-    split: str = "train"
-    model: str | None = None
-    model_config: str | None = None
-    text_weights: str | None = None
-    caption_member: str = CAPTION_MEMBER
-    json_text_key: str | None = None  # as open_clip's: top-level keys of KEY.json, ';'-separated; overrides caption_member
-    json_text_key_probs: tuple[float, ...] | None = None  # one weight per key (missing trailing ones 0): mix per sample
-    epochs: int = 1
-    batch_size: int = 32
-    lr: float = 5e-4
-    warmup: int = 100
-    wd: float = 0.1
-    seed: int = 0
-    cache_image_features: bool = False
-    unlocked_groups: int = 0
-    grad_clip: float = 1.0
-
-    def check(self) -> None:
-        """VLConvertError for a missing option :func:`train` cannot guess; :func:`train` checks before anything runs."""
-        if self.image_weights is None:
-            raise VLConvertError("--image-weights is required: a checkpoint, openclip:TAG, timm:NAME, or none (random init)")
-        if not (self.model or self.model_config):
-            raise VLConvertError("give --model or --model-config (or --preset demo)")
-        self.captions()
-
-    def captions(self) -> caption_keys.CaptionChoice:
-        """Where each sample's caption comes from (the member, or the JSON keys and their weights); checks them."""
-        return caption_keys.caption_choice(self.caption_member, self.json_text_key, self.json_text_key_probs)
-
-
-PRESETS = {
-    # The embedded example on a laptop CPU: a tiny random-init model, cached features.
-    "demo": {"model": "lit-tiny", "image_weights": "none", "epochs": 30, "batch_size": 24, "lr": 2e-3, "warmup": 5,
-             "wd": 0.05, "cache_image_features": True},
-}
+# Below this many trained parameters a CPU step is too small to share between threads: on 2 busy cores
+# the demo's epoch takes 0.6 s with one thread and 6.5 s with torch's default (benchmarks/lit_demo.py).
+_ONE_THREAD_BELOW = 20_000_000
 
 
 class _Step(nn.Module):
@@ -91,12 +56,23 @@ def train(options: LitOptions, say=print, progress=None) -> dict:
     options.check()
     captions = options.captions()
     caption_keys.check_keys(options.data, options.split, captions)  # before anything is loaded or written
+    run_folder.check(options, run_folder.world_size())  # every rank refuses a folder that holds another run, before loading
     rank, world, device = _distributed()
+    held = run_folder.lock(Path(options.out)) if rank == 0 else None
+    try:
+        return _train(options, captions, rank, world, device, say if rank == 0 else (lambda _: None), progress)
+    finally:
+        if held is not None:
+            held.close()
+
+
+def _train(options: LitOptions, captions, rank: int, world: int, device, say, progress) -> dict:
     torch.manual_seed(options.seed)
     name = lit_model.register_config(options.model, options.model_config)
     model, preprocess, tokenizer = lit_model.create(name, options.image_weights, options.text_weights, options.unlocked_groups,
-                                                    warn=say if rank == 0 else (lambda _: None))
+                                                    warn=say)
     model.to(device)
+    _choose_threads(options, model, device, say)
     urls, total = split_shards(options.data, options.split)
     steps = total // (options.batch_size * world)
     if steps == 0:
@@ -104,24 +80,39 @@ def train(options: LitOptions, say=print, progress=None) -> dict:
     run = Path(options.out)
     mine = rank_shards(urls, rank, world)
     optimizer = torch.optim.AdamW(_param_groups(model, options.wd), lr=options.lr)
-    first_epoch = _resume(run, name, options, model, optimizer, say if rank == 0 else (lambda _: None))
-    if rank == 0:
-        (run / "checkpoints").mkdir(parents=True, exist_ok=True)
-        _write_run_file(run, options, name)  # only once the run is known to fit this folder
-    cached = _image_features(model, preprocess, mine, options, name, run, device, say if rank == 0 else (lambda _: None))
+    if rank == 0 and run_folder.prepare(options, world) == "new":  # clears an --overwrite'n run; records this one
+        _keep_model_config(run, name, options)
+    if world > 1:
+        dist.barrier()  # the others resume only once rank 0 has cleared or recorded the folder
+    first_epoch = _resume(run, options, model, optimizer, say, trim_log=rank == 0)
+    finished = first_epoch > options.epochs
+    cached = None if finished else _image_features(model, preprocess, mine, options, name, run, device, say)
     step_module = _Step(model, locked=options.unlocked_groups == 0)
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = ClipLoss(gather_with_grad=True, rank=rank, world_size=world)
     batches = Batches(mine, rank, options.seed, options.batch_size, captions, preprocess, tokenizer)
+    log = (run / "log.jsonl").open("a", encoding="utf-8") if rank == 0 else contextlib.nullcontext()
+    with log:
+        last = _loop(options, captions, (rank, world, device), run, name, model, optimizer, (step_module, loss_fn, batches, cached),
+                     (first_epoch, steps), log, say, progress)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"run": str(run), "model": name, "epochs": options.epochs, "trained_epochs": options.epochs - first_epoch + 1,
+            "last": last, "cached_features": cached is not None}
+
+
+def _loop(options, captions, where, run, name, model, optimizer, parts, span, log, say, progress) -> dict:
+    """The epochs from ``span``'s first on; returns the last step's log record.  Rank 0 logs and checkpoints."""
+    (rank, world, device), (step_module, loss_fn, batches, cached), (first_epoch, steps) = where, parts, span
     total_steps = steps * options.epochs
-    log = (run / "log.jsonl").open("a", encoding="utf-8") if rank == 0 else None
     last = {}
     for epoch in range(first_epoch, options.epochs + 1):
         model.train()
         if options.unlocked_groups == 0:
             model.visual.eval()  # a locked tower keeps its BatchNorm statistics and runs without dropout
-        started = time.perf_counter()
+        started, epoch_loss = time.perf_counter(), []
         for step, (keys, images, texts, sources) in enumerate(batches.epoch(epoch, steps, with_images=cached is None)):
             global_step = (epoch - 1) * steps + step
             lr = _learning_rate(options.lr, options.warmup, total_steps, global_step)
@@ -138,36 +129,22 @@ def train(options: LitOptions, say=print, progress=None) -> dict:
             optimizer.step()
             with torch.no_grad():
                 model.logit_scale.clamp_(0, math.log(100))  # CLIP's cap on the learnable temperature
-            last = {"epoch": epoch, "step": global_step + 1, "loss": round(loss.item(), 6), "lr": lr,
+            epoch_loss.append(loss.item())
+            last = {"epoch": epoch, "step": global_step + 1, "loss": round(epoch_loss[-1], 6), "lr": lr,
                     "logit_scale": round(model.logit_scale.exp().item(), 4),
                     "samples_per_second": round((step + 1) * options.batch_size * world / (time.perf_counter() - started), 2)}
             if captions.keys:  # which JSON key gave this rank's captions: the mix as drawn
                 last["captions"] = {key: sources.count(key) for key in captions.keys}
-            if log:
+            if rank == 0:
                 log.write(json.dumps(last) + "\n")
                 log.flush()
                 if progress:
                     progress(global_step + 1, total_steps)
         if rank == 0:
-            torch.save({"epoch": epoch, "name": name, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict()},
-                       run / "checkpoints" / f"epoch_{epoch}.pt")
+            mean = round(sum(epoch_loss) / len(epoch_loss), 6) if epoch_loss else None
+            checkpoints.save(run, epoch, name, model, optimizer, mean, options.keep_checkpoints)
             say(f"epoch {epoch}/{options.epochs}: loss {last.get('loss')}, {last.get('samples_per_second')} samples/s")
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return {"run": str(run), "model": name, "epochs": options.epochs, "last": last, "cached_features": cached is not None}
-
-
-def with_preset(options: LitOptions, preset: str | None, given: set[str]) -> LitOptions:
-    """The preset's values for every option the user did not give."""
-    if not preset:
-        return options
-    if preset not in PRESETS:
-        raise VLConvertError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    chosen = {k: v for k, v in PRESETS[preset].items() if k not in given}
-    if given & {"unlocked_groups"} and "cache_image_features" not in given:
-        chosen["cache_image_features"] = False  # an unlocked tower changes, so its features cannot be cached
-    return replace(options, **chosen)
+    return last
 
 
 def _distributed() -> tuple[int, int, torch.device]:
@@ -187,8 +164,6 @@ def _image_features(model, preprocess, urls, options, name, run, device, say):
     """This rank's cached features: (key → row, features), building the shards' files that are missing or stale."""
     if not options.cache_image_features:
         return None
-    if options.unlocked_groups:
-        raise VLConvertError("--cache-image-features needs a fully locked image tower; drop --unlocked-groups")
     hashes = shard_hashes(options.data)
     base = {"model": name, "image_weights": lit_model.fingerprint(options.image_weights),
             "model_config": open_clip.get_model_config(name)}
@@ -229,39 +204,55 @@ def _learning_rate(base: float, warmup: int, total: int, step: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress)) * base
 
 
-def epoch_checkpoints(run: Path) -> list[Path]:
-    """RUN/checkpoints/epoch_N.pt, oldest first (by N, so epoch_10 follows epoch_9)."""
-    return sorted((run / "checkpoints").glob("epoch_*.pt"), key=lambda p: int(re.findall(r"\d+", p.stem)[0]))
+def _choose_threads(options: LitOptions, model, device, say) -> None:
+    if device.type != "cpu":
+        return
+    if options.threads:
+        torch.set_num_threads(options.threads)
+        why = "--threads"
+    elif "OMP_NUM_THREADS" in os.environ:
+        why = "OMP_NUM_THREADS"
+    else:
+        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if trained < _ONE_THREAD_BELOW:
+            torch.set_num_threads(1)
+        why = f"auto: {trained / 1e6:.1f}M parameters to train"
+    say(f"torch threads: {torch.get_num_threads()} ({why})")
 
 
-def _resume(run: Path, name: str, options: LitOptions, model, optimizer, say) -> int:
-    """The first epoch to train: one past the latest checkpoint in RUN, if any."""
-    checkpoints = epoch_checkpoints(run)
-    if not checkpoints:
-        return 1
-    recorded = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
-    if recorded.get("model") not in (None, name):
-        raise VLConvertError(f"--out {run}: holds a run of {recorded['model']}, not {name}; choose another --out")
-    started_with = recorded.get("options", {}).get("epochs")
-    if started_with not in (None, options.epochs):
-        raise VLConvertError(f"--out {run}: this run was started with --epochs {started_with} (its learning-rate schedule "
-                             "depends on it); resume with the same --epochs, or start a new run")
-    try:
-        state = torch.load(checkpoints[-1], map_location="cpu", weights_only=False)
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-    except Exception as exc:  # noqa: BLE001 - a truncated or foreign checkpoint fails in many ways
-        raise VLConvertError(f"{checkpoints[-1]}: cannot resume from it ({type(exc).__name__}); "
-                             "remove it or choose another --out") from None
-    say(f"resuming after epoch {state['epoch']} from {checkpoints[-1]}")
-    if state["epoch"] >= options.epochs:
-        say(f"the run already finished its {options.epochs} epochs")
-    return state["epoch"] + 1
+def _resume(run: Path, options: LitOptions, model, optimizer, say, trim_log: bool) -> int:
+    """The first epoch to train: one past the latest checkpoint in RUN, if any.  The log keeps the steps of the
+    epochs checkpointed, so a run killed mid-epoch and resumed logs each step once."""
+    done = checkpoints.load_latest(run, model, optimizer)
+    if trim_log:
+        _trim_log(run / "log.jsonl", done)
+    if done:
+        say(f"resuming after epoch {done} from {epoch_checkpoints(run)[-1]}")
+        if done >= options.epochs:
+            say(f"the run already finished its {options.epochs} epochs")
+    return done + 1
 
 
-def _write_run_file(run: Path, options: LitOptions, name: str) -> None:
-    # open_clip knows the config of every model it can build (stock, built-in or --model-config);
-    # kept beside the checkpoints, zero-shot and open_clip can register the model from here.
-    (run / f"{name}.json").write_text(json.dumps(open_clip.get_model_config(name), indent=2) + "\n")
-    (run / "run.json").write_text(json.dumps({"vlconvert_version": __version__, "model": name, "options": asdict(options)},
-                                             indent=2) + "\n")
+def _trim_log(log: Path, done: int) -> None:
+    if not log.is_file():
+        return
+    kept = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            epoch = json.loads(line).get("epoch")
+        except (ValueError, AttributeError):  # a line cut short by a kill
+            continue
+        if isinstance(epoch, int) and epoch <= done:
+            kept.append(line + "\n")
+    partial = log.with_name(f".{log.name}.partial")
+    partial.write_text("".join(kept), encoding="utf-8")
+    partial.replace(log)
+
+
+def _keep_model_config(run: Path, name: str, options: LitOptions) -> None:
+    # open_clip knows the config of every model it can build (stock, built-in or --model-config); kept beside the
+    # checkpoints, zero-shot and open_clip can register the model from here.  A --model-config file already there stays.
+    target = run / f"{name}.json"
+    if options.model_config and target.resolve() == Path(options.model_config).resolve():
+        return
+    target.write_text(json.dumps(open_clip.get_model_config(name), indent=2) + "\n")

@@ -3,15 +3,17 @@
 The classifier is one normalized mean text embedding per class; it is cached on
 disk, keyed by the model's weights, the prompts and the class names.  Metrics
 follow CLIP_benchmark's definitions (top-1, top-5, mean per-class recall) and
-add accuracy at every taxonomic rank and by training frequency.
+add accuracy at every taxonomic rank and by training frequency.  The arguments
+are checked before this module (and torch) loads: :mod:`vlconvert.lit.evaluation`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import posixpath
+import textwrap
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +22,14 @@ import torch
 
 import vlconvert.lit.model as lit_model
 from vlconvert.errors import VLConvertError
-from vlconvert.format import CLASSNAMES, LABEL_MEMBER, ZEROSHOT_TEMPLATES, is_training_split, read_classes, read_lines
-from vlconvert.lit.data import build_manifest, read_samples, sample_image, split_shards
+from vlconvert.format import LABEL_MEMBER
+from vlconvert.lit.data import read_samples, sample_image, split_shards
+from vlconvert.lit.report import RANKS
 from vlconvert.lit.train import epoch_checkpoints
 from vlconvert.readback.stats import frequency_cutoffs, frequency_group
-from vlconvert.storage import filesystem
 
-RANKS = ("species", "genus", "family", "order", "class", "phylum", "kingdom")
+__all__ = ["RANKS", "Loaded", "Wanted", "chance", "classifier", "find_weights", "load_model", "load_run", "metrics",
+           "predict"]
 
 
 @dataclass
@@ -38,68 +41,62 @@ class Loaded:
     fingerprint: str  # identifies the weights, for the classifier cache
 
 
-def load_run(path: str) -> Loaded:
-    """A lit-train run folder (its latest checkpoint), or one checkpoint file inside a run."""
-    target = Path(path)
-    run = target.parent.parent if target.is_file() else target
-    if not (run / "run.json").is_file():
-        raise VLConvertError(f"--checkpoint {path}: not a lit-train run folder or a checkpoint inside one (no run.json)")
+@dataclass
+class Wanted:
+    """A --model/--pretrained pair, its weights found before any model loads."""
+    name: str  # the open_clip model name, its config registered
+    pretrained: str | None  # as given: a tag, a file, or None for random init
+    weights: str | None  # the local file to load
+    preprocess: dict  # a tag's image preprocessing (open_clip applies it only when given the tag, not its file)
+
+
+def load_run(run: Path, checkpoint: Path | None) -> Loaded:
+    """A lit-train run (run.json checked already): ``checkpoint``, or the run's latest when None."""
     name = json.loads((run / "run.json").read_text())["model"]
     if (run / f"{name}.json").is_file():
         open_clip.add_model_config(run / f"{name}.json")
-    if target.is_file():
-        checkpoint = target
-    else:
+    if checkpoint is None:
         found = epoch_checkpoints(run)
         if not found:
-            raise VLConvertError(f"--checkpoint {path}: the run has no checkpoints yet")
+            raise VLConvertError(f"--checkpoint {run}: the run has no checkpoints yet")
         checkpoint = found[-1]
-    model, preprocess = _create(name, str(checkpoint), "--checkpoint")
+    model, preprocess = _create(name, str(checkpoint), f"--checkpoint {checkpoint}")
     return Loaded(f"{run.name}/{checkpoint.stem}", model, preprocess, open_clip.get_tokenizer(name),
                   lit_model.fingerprint(str(checkpoint)))
 
 
-def load_model(name: str, pretrained: str | None) -> Loaded:
+def find_weights(name: str, pretrained: str | None) -> Wanted:
+    """Where ``--model name --pretrained pretrained`` comes from.  A tag's weights must already be on this
+    machine: looked up in the local caches, never downloaded (offline, open_clip would retry for a minute)."""
     name = lit_model.register_config(name, None)
-    if pretrained and not Path(pretrained).is_file() and not open_clip.get_pretrained_cfg(name, pretrained):
-        raise VLConvertError(f"--pretrained {pretrained}: neither a file nor an open_clip tag of {name}")
-    torch.manual_seed(0)  # a random-init model (no --pretrained) is the same one every time
-    if pretrained and Path(pretrained).is_file():
+    if not pretrained:
+        return Wanted(name, None, None, {})
+    if Path(pretrained).is_file():
         lit_model.read_checkpoint(pretrained, "--pretrained")  # a bad file gets a one-line error
-    model, preprocess = _create(name, pretrained, "--pretrained")
-    return Loaded(f"{name}:{pretrained or 'random'}", model, preprocess, open_clip.get_tokenizer(name),
-                  f"{name}:{lit_model.fingerprint(pretrained) if pretrained else 'random'}")
+        return Wanted(name, pretrained, pretrained, {})
+    config = open_clip.get_pretrained_cfg(name, pretrained)
+    if not config:
+        raise VLConvertError(f"--pretrained {pretrained}: neither a file nor an open_clip tag of {name}")
+    path = lit_model.check_weights_available(name, pretrained, f"--pretrained {pretrained}")
+    preprocess = {f"image_{k}": config[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in config}
+    return Wanted(name, pretrained, path, preprocess)
 
 
-def _create(name: str, weights: str | None, what: str):
+def load_model(wanted: Wanted) -> Loaded:
+    torch.manual_seed(0)  # a random-init model (no --pretrained) is the same one every time
+    model, preprocess = _create(wanted.name, wanted.weights, f"--pretrained {wanted.pretrained}", **wanted.preprocess)
+    return Loaded(f"{wanted.name}:{wanted.pretrained or 'random'}", model, preprocess, open_clip.get_tokenizer(wanted.name),
+                  f"{wanted.name}:{lit_model.fingerprint(wanted.pretrained) if wanted.pretrained else 'random'}")
+
+
+def _create(name: str, weights: str | None, given: str, **preprocess):
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=weights)
+        model, _, transform = lit_model.create_model_and_transforms(name, pretrained=weights, **preprocess)
     except Exception as exc:  # noqa: BLE001 - open_clip asserts, raises RuntimeError or unpickling errors on a wrong file
-        raise VLConvertError(f"{what} {weights}: cannot be loaded as {name} ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+        why = textwrap.shorten(str(exc).splitlines()[0], 200, placeholder=" …") if str(exc).strip() else ""
+        raise VLConvertError(f"{given}: cannot be loaded as {name} ({type(exc).__name__}{': ' if why else ''}{why})") from None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), preprocess
-
-
-def prompt_texts(data: str, prompts: str) -> tuple[list[str], list[str]]:
-    """(class names, templates): the build's own files, a built-in set, or a file of templates."""
-    fs, out = filesystem(data, "--data")
-    names = read_lines(fs, posixpath.join(out, CLASSNAMES))
-    if prompts == "build":
-        return names, read_lines(fs, posixpath.join(out, ZEROSHOT_TEMPLATES))
-    if prompts == "same_as_training":
-        templates = read_lines(fs, posixpath.join(out, ZEROSHOT_TEMPLATES))
-        if templates != ["{c}"]:
-            raise VLConvertError(f"{data}: --prompts same_as_training needs a build made with --zeroshot-prompts same_as_training")
-        return names, templates
-    from vlconvert.captions.prompts import BUILTIN_PROMPT_SETS, parse_templates
-    from vlconvert.captions.render import builtin_resource, read_utf8
-
-    if prompts in BUILTIN_PROMPT_SETS:
-        return names, parse_templates(builtin_resource(f"zeroshot/{prompts}.txt"), prompts)
-    if not Path(prompts).is_file():
-        raise VLConvertError(f"--prompts {prompts!r}: build, simple, openai_imagenet, same_as_training, or a file of {{c}} templates")
-    return names, parse_templates(read_utf8(Path(prompts), "prompt file"), prompts)
+    return model.to(device).eval(), transform
 
 
 def classifier(loaded: Loaded, names: list[str], templates: list[str], cache_dir: Path | None, batch_size: int) -> torch.Tensor:
@@ -122,9 +119,11 @@ def classifier(loaded: Loaded, names: list[str], templates: list[str], cache_dir
     return weights
 
 
-def predict(loaded: Loaded, weights: torch.Tensor, data: str, split: str, batch_size: int):
-    """(top-5 predictions, labels) over the whole split, in shard order."""
-    urls, _ = split_shards(data, split)
+def predict(loaded: Loaded, weights: torch.Tensor, data: str, split: str, batch_size: int,
+            progress: Callable[[int, int], None] | None = None):
+    """(top-5 predictions, labels) over the whole split, in shard order; ``progress(images done, images total)``
+    after each batch."""
+    urls, total = split_shards(data, split)
     top5, labels, pending, pending_labels = [], [], [], []
 
     def flush():
@@ -134,7 +133,11 @@ def predict(loaded: Loaded, weights: torch.Tensor, data: str, split: str, batch_
         labels.extend(pending_labels)
         pending.clear()
         pending_labels.clear()
+        if progress:
+            progress(len(labels), max(total, len(labels)))
 
+    if progress:
+        progress(0, total)  # the bar shows before the first batch, which can take a while on a large model
     for sample in read_samples(urls):
         pending.append(loaded.preprocess(sample_image(sample)))
         pending_labels.append(int(sample[LABEL_MEMBER]))
@@ -202,15 +205,6 @@ def _by_frequency(recall: dict, correct, labels, train_counts: list[int]) -> dic
         out[name] = {"classes": len(members), "acc1": correct[mask].double().mean().item() if mask.any() else None,
                      "train_images_min": min((train_counts[c] for c in members), default=None)}
     return out
-
-
-def build_facts(data: str) -> tuple[list[int] | None, list[int], dict[int, dict]]:
-    """From the build: per-class training counts, the held-out classes, and every class's taxonomy."""
-    fs, out, manifest = build_manifest(data)
-    training = [s for s in manifest.get("splits", {}) if is_training_split(s)]
-    counts = manifest["splits"][training[0]].get("class_counts") if training else None
-    taxonomy = {row["label"]: {**row["taxonomy"], "species": row["name"]} for row in read_classes(fs, out)}
-    return counts, (manifest.get("holdout") or {}).get("classes", []), taxonomy
 
 
 def chance(labels: torch.Tensor, num_classes: int) -> dict:

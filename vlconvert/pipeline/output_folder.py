@@ -204,7 +204,7 @@ def check_apart(out_fs, out_path: str, data_fs, data_path: str, out: str, root: 
 
     A build written into the dataset would be read as data by the next build (an extra
     class of an image folder), and ``--overwrite`` there could delete the dataset.  ``flag`` and ``source_is`` name
-    the option and what it reads for another caller (``dedup --into``: ``"--into"``, ``"the build it reads"``)."""
+    the option and what it reads for another caller (``dedup --out``: ``"--out"``, ``"the build it reads"``)."""
     local = isinstance(out_fs, LocalFileSystem)
     if local != isinstance(data_fs, LocalFileSystem) or (not local and out_fs.protocol != data_fs.protocol):
         return

@@ -39,7 +39,7 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise VLConvertError("--html needs matplotlib: pip install 'vlconvert[report]'") from None
+        raise VLConvertError("--report needs matplotlib: pip install 'vlconvert[report]'") from None
 
 
 def write_report(directory: str, report: Inspection, zeroshot: list, grid: int, summary: list[str]) -> str:

@@ -98,7 +98,7 @@ def reshard(out: str, selection, new_out: str, *, shard_size: int = 1000, overwr
             raise VLConvertError(f"{out}: split {split} has no written sample with key {missing[0]!r}"
                                  + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     new_fs, new_path = filesystem(new_out, "the new build's folder")
-    output_folder.check_apart(new_fs, new_path, fs, path, new_out, out, flag="--into", source_is="the build it reads")
+    output_folder.check_apart(new_fs, new_path, fs, path, new_out, out, flag="--out", source_is="the build it reads")
     _apart_from(new_fs, new_path, new_out, keep_apart)
     source_digest = hashlib.sha256(fs.cat_file(posixpath.join(path, output_format.MANIFEST))).hexdigest()
     claim = hashlib.sha256(json.dumps([source_digest, sorted((s, sorted(k)) for s, k in chosen.items())]).encode()).hexdigest()
@@ -216,5 +216,5 @@ def _apart_from(new_fs, new_path: str, new_out: str, others: Sequence[str]) -> N
         local = isinstance(new_fs, LocalFileSystem)
         a, b = (os.path.realpath(p) if local else "/" + p.strip("/") for p in (new_path, other_path))
         if a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/"):
-            raise VLConvertError(f"--into {new_out} is, holds or sits inside the --against build {other}; "
+            raise VLConvertError(f"--out {new_out} is, holds or sits inside the --against build {other}; "
                                  "the copy must go to a folder of its own")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from vlconvert.errors import VLConvertError
 
-METRICS = "metrics.json"  # every model's metrics; its "data" is the build evaluated
+METRICS = "metrics.json"  # the first model's metrics at the top, every model's under "models"; "data": the build
 REPORT = "report.md"  # the Markdown table `vlconvert zeroshot` also prints
 
 
@@ -21,7 +21,9 @@ REPORT = "report.md"  # the Markdown table `vlconvert zeroshot` also prints
 class ZeroshotReport:
     folder: str
     document: str  # report.md, or metrics.json when there is no Markdown
-    acc1: float | None
+    acc1: float | None  # the first model's top-1
+    model: str | None = None  # the first model, as the report names it
+    models: int = 1  # how many models the report compares
 
 
 def find_zeroshot_reports(out: str, explicit: str | None = None) -> list[ZeroshotReport]:
@@ -47,9 +49,21 @@ def find_zeroshot_reports(out: str, explicit: str | None = None) -> list[Zerosho
             if explicit:
                 raise VLConvertError(f"--zeroshot-report {explicit}: holds no {REPORT} or {METRICS}")
             continue
-        acc1 = metrics.get("acc1") if metrics else None
-        found.append(ZeroshotReport(folder, os.path.join(folder, document), acc1 if isinstance(acc1, (int, float)) else None))
+        found.append(ZeroshotReport(folder, os.path.join(folder, document), *_first_model(metrics or {})))
     return found
+
+
+def _first_model(metrics: dict) -> tuple[float | None, str | None, int]:
+    """(top-1, name, model count).  Reports written before metrics.json had one shape kept a comparison's
+    models only under "models", a mapping of name to metrics, with nothing at the top level."""
+    models = metrics.get("models")
+    if isinstance(models, dict):
+        models = [{"model": name, **m} for name, m in models.items() if isinstance(m, dict)]
+    models = [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+    first = metrics if "acc1" in metrics or not models else models[0]
+    acc1, name = first.get("acc1"), first.get("model")
+    return (acc1 if isinstance(acc1, (int, float)) and not isinstance(acc1, bool) else None,
+            name if isinstance(name, str) else None, max(1, len(models)))
 
 
 def _metrics(path: str) -> dict | None:
