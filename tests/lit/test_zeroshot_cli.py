@@ -100,9 +100,14 @@ def test_two_models_one_metrics_json_shape_and_inspect_shows_the_first(build, tm
     require("matplotlib")
     report = tmp_path / "report"
     result = subprocess.run([str(VLCONVERT), "zeroshot", str(build), "--model", "lit-tiny", "--model", "lit-tiny",
-                             "--report", str(report)], capture_output=True, text=True, timeout=300)
+                             "--report", str(report)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "VLCONVERT_PROGRESS_INTERVAL": "0.01"})
     assert result.returncode == 0, result.stderr
     assert "No pretrained weights loaded" not in result.stderr and "WARNING" not in result.stderr
+    # In a log (stderr not a terminal) progress is a plain key=value line, per model.
+    beats = [dict(w.split("=", 1) for w in line.split()[1:]) for line in result.stderr.splitlines()
+             if line.startswith("progress stage=zeroshot ")]
+    assert beats and all(int(b["done"]) <= int(b["total"]) == 36 for b in beats), result.stderr
     metrics = json.loads((report / "metrics.json").read_text())
     models = metrics["models"]
     assert [m["model"] for m in models] == ["lit-tiny:random", "lit-tiny:random (2)"]

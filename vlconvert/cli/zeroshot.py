@@ -19,7 +19,7 @@ class _ImagesPerModel:
     def __call__(self, model: str, done: int, total: int) -> None:
         if model != self._model:
             self._close()
-            self._model, self._bar = model, ProgressBar(f"images, {model}")
+            self._model, self._bar = model, ProgressBar(f"images, {model}", stage="zeroshot")
         self._bar(done, total)
 
     def _close(self) -> None:
