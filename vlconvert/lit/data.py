@@ -21,9 +21,9 @@ from PIL import Image
 
 import vlconvert.readback.tar_stream as tar_stream
 from vlconvert.errors import VLConvertError
-from vlconvert.format import IMAGE_MEMBERS, MANIFEST, SIZES, ManifestUnreadable, read_manifest, read_sizes
+from vlconvert.format import IMAGE_MEMBERS, SIZES, read_sizes
 from vlconvert.lit.caption_keys import CaptionChoice
-from vlconvert.readback.build_folder import manifest_problems
+from vlconvert.readback.build_folder import build_manifest
 from vlconvert.storage import filesystem
 
 _SHUFFLE_BUFFER = 512
@@ -38,23 +38,6 @@ def split_shards(data: str, split: str) -> tuple[list[str], int]:
         raise VLConvertError(f"{data}: no {split}/{SIZES}; BUILD is the --out folder of `vlconvert build`") from None
     urls = [fs.unstrip_protocol(posixpath.join(path, split, name)) for name in sorted(sizes)]
     return urls, sum(sizes.values())
-
-
-def build_manifest(data: str, required: bool = True) -> tuple[object, str, dict | None]:
-    """(fs, path, manifest) of the build ``--data`` names; the manifest is None when there is none and it is not
-    ``required``.  A manifest that is not one, or is damaged, is a one-line VLConvertError."""
-    fs, path = filesystem(data, "BUILD")
-    try:
-        manifest = read_manifest(fs, path)
-    except FileNotFoundError:
-        if not required:
-            return fs, path, None
-        raise VLConvertError(f"{data}: no {MANIFEST}; give the --out folder of `vlconvert build`") from None
-    except ManifestUnreadable as exc:
-        raise VLConvertError(f"{data}: its {MANIFEST} is not a vlconvert manifest ({exc})") from None
-    for problem in manifest_problems(manifest):
-        raise VLConvertError(f"{data}: {MANIFEST}: {problem} (`vlconvert validate {data}` checks the whole build)")
-    return fs, path, manifest
 
 
 def read_samples(urls: list[str]) -> Iterator[dict]:

@@ -22,18 +22,8 @@ from pathlib import Path
 
 import vlconvert.lit.report as report
 from vlconvert.errors import VLConvertError
-from vlconvert.format import (
-    CLASSNAMES,
-    MANIFEST,
-    ZEROSHOT_TEMPLATES,
-    ManifestUnreadable,
-    is_training_split,
-    read_classes,
-    read_lines,
-    read_manifest,
-)
-from vlconvert.readback.build_folder import manifest_problems
-from vlconvert.storage import filesystem
+from vlconvert.format import CLASSNAMES, ZEROSHOT_TEMPLATES, is_training_split, read_classes, read_lines
+from vlconvert.readback.build_folder import build_manifest, require_split
 
 # A --pretrained ending so names a file, never an open_clip tag: a missing one is a typo, caught before torch loads.
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
@@ -80,7 +70,8 @@ def evaluate(data: str, *, checkpoints: Sequence[str] = (), models: Sequence[str
         raise VLConvertError(f"--batch-size {batch_size}: must be at least 1")
     if report_dir is not None and Path(report_dir).exists() and not Path(report_dir).is_dir():
         raise VLConvertError(f"--report {report_dir}: is a file; it names the folder the report goes into")
-    fs, out, manifest = _build(data, split)
+    fs, out, manifest = build_manifest(data)
+    require_split(manifest, split, data)
     counts, held_out, taxonomy = _build_facts(fs, out, manifest)
     names, templates = prompt_texts(fs, out, data, prompts)
     runs = [_run(c) for c in checkpoints]
@@ -112,23 +103,6 @@ def _load_lit():
     except ImportError as exc:
         raise VLConvertError(f"zeroshot needs the lit extra: pip install 'vlconvert[lit]' ({exc})") from exc
     return zeroshot
-
-
-def _build(data: str, split: str) -> tuple[object, str, dict]:
-    """(fs, path, manifest) of the build ``--data`` names, which has ``split``."""
-    fs, path = filesystem(data, "BUILD")
-    try:
-        manifest = read_manifest(fs, path)
-    except FileNotFoundError:
-        raise VLConvertError(f"{data}: no {MANIFEST}; give the --out folder of `vlconvert build`") from None
-    except ManifestUnreadable as exc:
-        raise VLConvertError(f"{data}: its {MANIFEST} is not a vlconvert manifest ({exc})") from None
-    for problem in manifest_problems(manifest):
-        raise VLConvertError(f"{data}: {MANIFEST}: {problem} (`vlconvert validate {data}` checks the whole build)")
-    splits = list(manifest.get("splits", {}))
-    if split not in splits:
-        raise VLConvertError(f"--split {split}: the build in {data} has no such split; it has {', '.join(splits) or 'none'}")
-    return fs, path, manifest
 
 
 def _build_facts(fs, out: str, manifest: dict) -> tuple[list[int] | None, list[int], dict[int, dict]]:

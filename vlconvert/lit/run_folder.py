@@ -20,9 +20,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vlconvert.errors import VLConvertError
-from vlconvert.format import MANIFEST, SIZES, read_sizes
+from vlconvert.format import MANIFEST, MAX_MANIFEST_BYTES, SIZES, read_sizes
 from vlconvert.lit.options import LitOptions
-from vlconvert.storage import filesystem
+from vlconvert.readback.build_folder import build_manifest, require_split
+from vlconvert.storage import read_bounded
 from vlconvert.version import __version__
 
 RUN_FILE = "run.json"
@@ -50,21 +51,10 @@ def model_name(options: LitOptions) -> str:
 
 def read_build(data: str, split: str) -> tuple[str, int]:
     """(sha256 of BUILD's manifest.json, samples in ``split``); a missing build or split is a one-line error."""
-    fs, path = filesystem(data, "BUILD")
+    fs, path, manifest = build_manifest(data)
+    require_split(manifest, split, data)
     try:
-        with fs.open(posixpath.join(path, MANIFEST), "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise VLConvertError(f"{data}: no {MANIFEST}; BUILD is the --out folder of a finished `vlconvert build`") from None
-    except OSError as exc:
-        raise VLConvertError(f"{data}: cannot read its {MANIFEST} ({exc.strerror or exc})") from None
-    try:
-        splits = json.loads(raw).get("splits")
-    except (UnicodeDecodeError, ValueError, RecursionError, AttributeError):
-        raise VLConvertError(f"{data}: its {MANIFEST} is not a vlconvert manifest") from None
-    if isinstance(splits, dict) and split not in splits:
-        raise VLConvertError(f"--split {split}: {data} has no such split; it has {', '.join(sorted(splits)) or 'none'}")
-    try:
+        raw = read_bounded(fs, posixpath.join(path, MANIFEST), MAX_MANIFEST_BYTES)  # as read_manifest read it, for its hash
         samples = sum(read_sizes(fs, posixpath.join(path, split)).values())
     except (OSError, ValueError):
         raise VLConvertError(f"{data}: no readable {split}/{SIZES}; BUILD is the --out folder of `vlconvert build`") from None
@@ -83,9 +73,12 @@ def identity(options: LitOptions, world_size: int, manifest_sha256: str) -> dict
 def check(options: LitOptions, world_size: int) -> str:
     """Everything about BUILD and RUN that can be checked before torch loads: "new", "resume" or "overwrite" (start
     again in a run folder that holds a run); a VLConvertError for a folder that holds something else."""
+    return _verdict(options, world_size, *read_build(options.data, options.split))
+
+
+def _verdict(options: LitOptions, world_size: int, sha256: str, samples: int) -> str:
     if not options.out:
         raise VLConvertError("--run-dir: give the run a folder")
-    sha256, samples = read_build(options.data, options.split)
     if samples // (options.batch_size * world_size) == 0:
         raise VLConvertError(f"--batch-size {options.batch_size}: the {samples} samples of {options.split} make no full batch "
                              f"of {options.batch_size} × {world_size} processes; lower --batch-size")
@@ -110,13 +103,13 @@ def check(options: LitOptions, world_size: int) -> str:
 def prepare(options: LitOptions, world_size: int) -> str:
     """For rank 0, holding the run's lock: checks again, clears an overwritten run, and records a new one in run.json.
     Returns "new" or "resume"."""
-    verdict = check(options, world_size)
+    sha256, samples = read_build(options.data, options.split)
+    verdict = _verdict(options, world_size, sha256, samples)
     run = Path(options.out)
     if verdict == "resume":
         return verdict
     if verdict == "overwrite":
         _clear(run, options)
-    sha256, _ = read_build(options.data, options.split)
     wanted = identity(options, world_size, sha256)
     run.mkdir(parents=True, exist_ok=True)
     record = {"vlconvert_version": __version__, "model": wanted["model"], "data_manifest_sha256": sha256, "identity": wanted,

@@ -25,7 +25,6 @@ import vlconvert.lit.checkpoints as checkpoints
 import vlconvert.lit.features as features
 import vlconvert.lit.model as lit_model
 import vlconvert.lit.run_folder as run_folder
-from vlconvert.errors import VLConvertError
 from vlconvert.lit.checkpoints import epoch_checkpoints
 from vlconvert.lit.data import Batches, rank_shards, shard_hashes, split_shards
 from vlconvert.lit.options import PRESETS, LitOptions, with_preset
@@ -74,9 +73,7 @@ def _train(options: LitOptions, captions, rank: int, world: int, device, say, pr
     model.to(device)
     _choose_threads(options, model, device, say)
     urls, total = split_shards(options.data, options.split)
-    steps = total // (options.batch_size * world)
-    if steps == 0:
-        raise VLConvertError(f"{total} samples make no full batch of {options.batch_size} × {world} processes; lower --batch-size")
+    steps = total // (options.batch_size * world)  # at least 1: run_folder.check refused a batch larger than the split
     run = Path(options.out)
     mine = rank_shards(urls, rank, world)
     optimizer = torch.optim.AdamW(_param_groups(model, options.wd), lr=options.lr)

@@ -33,6 +33,30 @@ def open_build(out: str) -> tuple[object, str, dict | None]:
         raise VLConvertError(f"{out}: its {manifest} is not a vlconvert manifest" + (f" ({exc.why})" if exc.why else "")) from None
 
 
+def build_manifest(data: str, required: bool = True) -> tuple[object, str, dict | None]:
+    """(fs, path, manifest) of the build BUILD names; the manifest is None when there is none and it is not
+    ``required``.  A manifest that is not one, or is damaged, is a one-line VLConvertError."""
+    fs, path = filesystem(data, "BUILD")
+    try:
+        manifest = output_format.read_manifest(fs, path)
+    except FileNotFoundError:
+        if not required:
+            return fs, path, None
+        raise VLConvertError(f"{data}: no {output_format.MANIFEST}; give the --out folder of `vlconvert build`") from None
+    except output_format.ManifestUnreadable as exc:
+        raise VLConvertError(f"{data}: its {output_format.MANIFEST} is not a vlconvert manifest ({exc})") from None
+    for problem in manifest_problems(manifest):
+        raise VLConvertError(f"{data}: {output_format.MANIFEST}: {problem} (`vlconvert validate {data}` checks the whole build)")
+    return fs, path, manifest
+
+
+def require_split(manifest: dict, split: str, data: str) -> None:
+    """A one-line VLConvertError when the build in ``data`` has no ``split``."""
+    splits = list(manifest.get("splits", {}))
+    if split not in splits:
+        raise VLConvertError(f"--split {split}: the build in {data} has no such split; it has {', '.join(splits) or 'none'}")
+
+
 def manifest_problems(manifest: dict) -> Iterator[str]:
     """A hand-edited or damaged manifest is reported, field by field, instead of crashing the checks."""
     def whole(value) -> bool:
